@@ -1,0 +1,171 @@
+"""Django settings for Mailvault.
+
+The embedded default needs no configuration at all: SQLite in WAL mode and local files
+under ``./var``. Set ``DATABASE_URL`` for PostgreSQL. Everything else is read through
+:mod:`mailvault.env`, which refuses malformed values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+
+from mailvault.env import SettingsError, env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent
+VAR_DIR = Path(env_str("MAILVAULT_VAR_DIR", str(Path.cwd() / "var"))).resolve()
+
+DEBUG = env_bool("MAILVAULT_DEBUG", False)
+SECRET_KEY = env_str("MAILVAULT_SECRET_KEY", "")
+if not SECRET_KEY:
+    # The embedded default keeps a generated key under var/ so sessions survive restarts.
+    from mailvault.secret_key import load_or_create_secret_key
+
+    SECRET_KEY = load_or_create_secret_key(VAR_DIR / "secret_key")
+
+ALLOWED_HOSTS = env_list("MAILVAULT_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("MAILVAULT_CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "mailvault.tenancy",
+    "mailvault.accounts",
+    "mailvault.directory",
+    "mailvault.sources",
+    "mailvault.ingestion",
+    "mailvault.archive",
+    "mailvault.search",
+    "mailvault.jobs",
+    "mailvault.compliance",
+    "mailvault.web",
+    "mailvault.api",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "mailvault.tenancy.middleware.TenantMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "mailvault.accounts.middleware.PasswordChangeRequiredMiddleware",
+]
+
+ROOT_URLCONF = "mailvault.urls"
+ASGI_APPLICATION = "mailvault.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "mailvault.web.context_processors.navigation",
+            ],
+        },
+    },
+]
+
+_database_url = env_str("DATABASE_URL", "")
+if _database_url:
+    try:
+        DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
+    except ValueError as exc:
+        raise SettingsError(f"DATABASE_URL is not a database URL Django understands: {exc}") from exc
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "mailvault.sqlite3",
+            "OPTIONS": {
+                # WAL lets readers run beside the single writer; IMMEDIATE avoids
+                # "database is locked" upgrades from read to write locks.
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": (
+                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; "
+                    "PRAGMA foreign_keys=ON; PRAGMA busy_timeout=20000;"
+                ),
+            },
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = ["mailvault.accounts.backends.TenantUserBackend"]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "mailvault.accounts.passwords.MailvaultPasswordValidator"},
+]
+PASSWORD_HASHERS = env_list(
+    "MAILVAULT_PASSWORD_HASHERS",
+    [
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+        "django.contrib.auth.hashers.Argon2PasswordHasher",
+    ],
+)
+
+SESSION_COOKIE_AGE = env_int("MAILVAULT_SESSION_SECONDS", 8 * 3600, minimum=60)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+CSRF_FAILURE_VIEW = "mailvault.web.errors.csrf_failure"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+# Login throttling: this many failures within the window lock the account for the window.
+LOGIN_MAX_FAILURES = env_int("MAILVAULT_LOGIN_MAX_FAILURES", 5, minimum=1)
+LOGIN_LOCKOUT_SECONDS = env_int("MAILVAULT_LOGIN_LOCKOUT_SECONDS", 15 * 60, minimum=1)
+MFA_TRUST_DAYS = 14
+
+# Where domain verification looks up TXT records; tests put a fake resolver here.
+MAILVAULT_DNS_RESOLVER = env_str(
+    "MAILVAULT_DNS_RESOLVER", "mailvault.accounts.dns.DnsPythonTxtResolver"
+)
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("de", "Deutsch")]
+TIME_ZONE = env_str("MAILVAULT_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if env_bool("MAILVAULT_MANIFEST_STATIC", not DEBUG)
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+WHITENOISE_USE_FINDERS = DEBUG
+
+LOGIN_URL = "/adminaccess/login/"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "mailvault": {"handlers": ["console"], "level": env_str("MAILVAULT_LOG_LEVEL", "INFO")},
+    },
+}

@@ -1,0 +1,92 @@
+"""Tenants, and the one mechanism that scopes every tenant-owned row.
+
+A model that belongs to a tenant inherits :class:`TenantOwned`. Its default manager,
+``objects``, only ever sees the rows of the active tenant (see :mod:`.context`) and raises
+when no tenant is active, so a forgotten filter cannot leak another tenant's data: it
+fails closed. ``save()`` fills in the active tenant and refuses a row of another one.
+Operator code that deliberately spans tenants uses ``Model.unscoped``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, TypeVar
+
+from django.core.validators import RegexValidator
+from django.db import models
+
+from mailvault.tenancy.context import current_tenant
+
+TENANT_NAME_RE = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+
+
+class Tenant(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+
+    name = models.CharField(
+        max_length=63,
+        unique=True,
+        validators=[
+            RegexValidator(
+                TENANT_NAME_RE,
+                "A tenant name is 1-63 lower-case letters, digits and inner hyphens.",
+            )
+        ],
+        help_text="Also the tenant's default domain, which identifies it at login.",
+    )
+    display_name = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    max_users = models.PositiveIntegerField(null=True, blank=True)
+    max_mailboxes = models.PositiveIntegerField(null=True, blank=True)
+    max_storage_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def default_domain(self) -> str:
+        return self.name
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+
+_M = TypeVar("_M", bound=models.Model)
+
+
+class TenantScopedQuerySet(models.QuerySet[_M]):
+    pass
+
+
+class TenantScopedManager(models.Manager[_M]):
+    """The default manager of tenant-owned models: the active tenant's rows only."""
+
+    def get_queryset(self) -> models.QuerySet[_M]:
+        return super().get_queryset().filter(tenant=current_tenant())
+
+
+class TenantOwned(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", editable=False)
+
+    objects: ClassVar[TenantScopedManager[Any]] = TenantScopedManager()
+    unscoped: ClassVar[models.Manager[Any]] = models.Manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        active = current_tenant()
+        if self.tenant_id is None:
+            self.tenant = active
+        elif self.tenant_id != active.pk:
+            raise PermissionError(
+                f"{type(self).__name__} of tenant {self.tenant_id} written while "
+                f"tenant {active.pk} is active"
+            )
+        super().save(*args, **kwargs)

@@ -1,0 +1,95 @@
+"""The side menu of Admin Access: every section of the product, built or not.
+
+A section whose ``url_name`` is ``None`` is not built yet; it is served by the
+"not built yet" page under ``/adminaccess/soon/<slug>/`` so that the menu is honest about
+it. When a section gets built, give it its url name here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mailvault.accounts.roles import Role
+
+
+@dataclass(frozen=True)
+class MenuItem:
+    slug: str
+    label: str
+    url_name: str | None  # None: not built yet
+    roles: frozenset[str] = frozenset({Role.ADMIN})
+    issue_hint: str = ""
+
+
+@dataclass(frozen=True)
+class MenuSection:
+    label: str
+    items: tuple[MenuItem, ...]
+
+
+ADMIN_MENU: tuple[MenuSection, ...] = (
+    MenuSection("Overview", (MenuItem("dashboard", "Dashboard", "adminaccess:dashboard",
+                                      frozenset({Role.ADMIN, Role.AUDITOR})),)),
+    MenuSection(
+        "User Management",
+        (
+            MenuItem("users", "Users", "adminaccess:users"),
+            MenuItem("groups", "Groups", "adminaccess:groups"),
+            MenuItem("domains", "Domains", "adminaccess:domains"),
+            MenuItem("mailboxes", "Mailboxes", None, issue_hint="archive mailboxes"),
+        ),
+    ),
+    MenuSection(
+        "Directory Services",
+        (
+            MenuItem("directory-services", "Directory Services", None,
+                     issue_hint="Microsoft Entra ID and LDAP synchronization"),
+            MenuItem("secrets", "Secrets", None, issue_hint="credentials and certificates"),
+        ),
+    ),
+    MenuSection(
+        "Archiving",
+        (
+            MenuItem("journal-endpoints", "Journal Endpoints", None,
+                     issue_hint="SMTP journaling from Microsoft 365"),
+            MenuItem("archiving-profiles", "Archiving Profiles", None,
+                     issue_hint="archiving Microsoft 365, IMAP and POP3 mailboxes"),
+            MenuItem("folder-synchronizations", "Folder Synchronizations", None,
+                     issue_hint="mirroring mailbox folders into the archive"),
+            MenuItem("schedules", "Schedules", None, issue_hint="schedules and jobs"),
+            MenuItem("file-import", "File Import", None, issue_hint="EML, MBOX, PST import"),
+        ),
+    ),
+    MenuSection(
+        "Compliance",
+        (
+            MenuItem("process-log", "Process Log", None, issue_hint="the job runner"),
+            MenuItem("retention-policies", "Retention Policies", None,
+                     issue_hint="retention"),
+            MenuItem("legal-holds", "Legal Holds", None, issue_hint="legal holds"),
+            MenuItem("audit-log", "Audit Log", None, frozenset({Role.AUDITOR}),
+                     issue_hint="the tamper-evident audit log"),
+        ),
+    ),
+    MenuSection(
+        "Setup",
+        (
+            MenuItem("setup-wizards", "Setup Wizards", None,
+                     issue_hint="the Microsoft 365 / Entra ID wizard"),
+            MenuItem("api-keys", "API Keys", None, issue_hint="the management API"),
+        ),
+    ),
+    MenuSection(
+        "My Account",
+        (
+            MenuItem("password", "Change Password", "adminaccess:password",
+                     frozenset({Role.ADMIN, Role.AUDITOR})),
+            MenuItem("mfa", "Two-Factor Sign-In", "adminaccess:mfa",
+                     frozenset({Role.ADMIN, Role.AUDITOR})),
+        ),
+    ),
+)
+
+UNBUILT: dict[str, MenuItem] = {
+    item.slug: item for section in ADMIN_MENU for item in section.items if item.url_name is None
+}

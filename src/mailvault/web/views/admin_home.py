@@ -1,0 +1,38 @@
+"""Admin Access dashboard and the honest "not built yet" pages."""
+
+from __future__ import annotations
+
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from mailvault.accounts import services
+from mailvault.accounts.roles import Role
+from mailvault.tenancy.context import current_tenant
+from mailvault.web.access import area_view
+from mailvault.web.navigation import UNBUILT
+
+
+@area_view("admin")
+def dashboard(request: HttpRequest) -> HttpResponse:
+    tenant = current_tenant()
+    notices = []
+    admins = services.active_admins()
+    if request.user.has_role(Role.ADMIN):  # type: ignore[attr-defined]
+        if len(admins) == 1 and admins[0].is_provisioned_admin:
+            notices.append(
+                "The provisioned admin is still the only Admin. Give a group of your own "
+                "people the Admin role."
+            )
+    return render(
+        request,
+        "web/admin/dashboard.html",
+        {"tenant": tenant, "summary": services.tenant_summary(), "notices": notices},
+    )
+
+
+@area_view("admin")
+def not_built(request: HttpRequest, slug: str) -> HttpResponse:
+    item = UNBUILT.get(slug)
+    if item is None:
+        raise Http404
+    return render(request, "web/admin/not_built.html", {"item": item})
