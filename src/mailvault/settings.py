@@ -85,12 +85,12 @@ if _database_url:
     try:
         DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
     except ValueError as exc:
-        raise SettingsError(f"DATABASE_URL is not a database URL Django understands: {exc}") from exc
+        raise SettingsError(f"DATABASE_URL is not a database URL: {exc}") from exc
 else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "mailvault.sqlite3",
+            "NAME": str(VAR_DIR / "mailvault.sqlite3"),
             "OPTIONS": {
                 # WAL lets readers run beside the single writer; IMMEDIATE avoids
                 # "database is locked" upgrades from read to write locks.

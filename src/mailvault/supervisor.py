@@ -43,16 +43,19 @@ class Supervisor:
         }
         try:
             for service in self.services:
-                self.children[service.name] = subprocess.Popen(list(service.argv))
-                print(f"[mailvault] started {service.name} (pid {self.children[service.name].pid})",
-                      flush=True)
+                self.children[service.name] = subprocess.Popen(list(service.argv))  # noqa: S603 - our own argv
+                print(
+                    f"[mailvault] started {service.name} (pid {self.children[service.name].pid})",
+                    flush=True,
+                )
             exit_code = 0
             while not self._stopping:
                 for name, child in self.children.items():
                     code = child.poll()
                     if code is not None:
-                        print(f"[mailvault] {name} exited with {code}; stopping the rest",
-                              flush=True)
+                        print(
+                            f"[mailvault] {name} exited with {code}; stopping the rest", flush=True
+                        )
                         exit_code = code or 1
                         self._stopping = True
                         break

@@ -15,14 +15,12 @@ def find_user(username: str) -> User | None:
     """The user of any tenant with this username, or None. Login is the one place that
     looks across tenants: the username's domain is what selects the tenant."""
     return (
-        User.unscoped.select_related("tenant")
-        .filter(username=normalize_username(username))
-        .first()
+        User.unscoped.select_related("tenant").filter(username=normalize_username(username)).first()
     )
 
 
 class TenantUserBackend(BaseBackend):
-    def authenticate(  # type: ignore[override]
+    def authenticate(
         self,
         request: HttpRequest | None,
         username: str | None = None,
@@ -42,7 +40,7 @@ class TenantUserBackend(BaseBackend):
     def user_can_authenticate(self, user: User) -> bool:
         return user.is_active and user.tenant.is_active
 
-    def get_user(self, user_id: int) -> User | None:  # type: ignore[override]
+    def get_user(self, user_id: int) -> User | None:
         user = User.unscoped.select_related("tenant").filter(pk=user_id).first()
         if user is None or not self.user_can_authenticate(user):
             return None

@@ -74,9 +74,7 @@ def is_trusted(user: User, token: str | None) -> bool:
     if not token:
         return False
     try:
-        data = signing.loads(
-            token, salt=_TRUST_SALT, max_age=settings.MFA_TRUST_DAYS * 86400
-        )
+        data = signing.loads(token, salt=_TRUST_SALT, max_age=settings.MFA_TRUST_DAYS * 86400)
     except signing.BadSignature:
         return False
     return bool(data.get("u") == user.pk and data.get("s") == user.device_trust_salt)

@@ -40,7 +40,7 @@ class User(TenantOwned, AbstractBaseUser):
     device_trust_salt = models.CharField(max_length=32, default="", blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
-    objects: ClassVar[UserManager] = UserManager()  # type: ignore[assignment]
+    objects: ClassVar[UserManager] = UserManager()
     unscoped: ClassVar[BaseUserManager[User]] = BaseUserManager()  # type: ignore[assignment]
 
     USERNAME_FIELD = "username"
@@ -162,5 +162,3 @@ class LoginFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username} at {self.at:%Y-%m-%d %H:%M:%S}"
-
-

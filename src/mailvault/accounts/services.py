@@ -90,9 +90,7 @@ def create_user(
 
 
 @transaction.atomic
-def update_user(
-    user: User, *, display_name: str, is_active: bool, groups: Iterable[Group]
-) -> User:
+def update_user(user: User, *, display_name: str, is_active: bool, groups: Iterable[Group]) -> User:
     if user.source != User.Source.LOCAL:
         # Synchronized users: only their membership in hand-made groups is editable here.
         synced = set(user.user_groups.filter(source=Group.Source.DIRECTORY))
@@ -159,9 +157,7 @@ def create_group(name: str, *, description: str = "", members: Iterable[User] = 
 
 
 @transaction.atomic
-def update_group(
-    group: Group, *, name: str, description: str, members: Iterable[User]
-) -> Group:
+def update_group(group: Group, *, name: str, description: str, members: Iterable[User]) -> Group:
     if group.source == Group.Source.LOCAL:
         name = name.strip()
         if not name:
@@ -178,7 +174,7 @@ def update_group(
 
 @transaction.atomic
 def set_group_roles(group: Group, roles: Iterable[str]) -> None:
-    wanted = {Role(r) for r in roles}
+    wanted: set[str] = {Role(r).value for r in roles}
     GroupRole.objects.filter(group=group).exclude(role__in=wanted).delete()
     for role in wanted - group.role_set:
         GroupRole.objects.create(group=group, role=role)

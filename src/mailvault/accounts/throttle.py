@@ -7,7 +7,7 @@ whether an account exists.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
@@ -17,7 +17,7 @@ from mailvault.accounts.models import LoginFailure
 log = logging.getLogger("mailvault.accounts.login")
 
 
-def _window_start() -> timezone.datetime:
+def _window_start() -> datetime:
     return timezone.now() - timedelta(seconds=settings.LOGIN_LOCKOUT_SECONDS)
 
 

@@ -17,6 +17,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 
+from mailvault.accounts.models import User
 from mailvault.accounts.roles import ADMIN_ACCESS_ROLES, WEB_ACCESS_ROLES, Role
 
 log = logging.getLogger("mailvault.web.access")
@@ -33,9 +34,7 @@ def may_enter(user: Any, area: Area) -> bool:
 
 
 def forbidden(request: HttpRequest, area: Area, reason: str) -> HttpResponse:
-    log.warning(
-        "denied %s %s to %s: %s", request.method, request.path, request.user, reason
-    )
+    log.warning("denied %s %s to %s: %s", request.method, request.path, request.user, reason)
     return render(
         request,
         "web/forbidden.html",
@@ -47,6 +46,14 @@ def forbidden(request: HttpRequest, area: Area, reason: str) -> HttpResponse:
 ViewFunc = Callable[..., HttpResponse]
 
 
+def signed_in_user(request: HttpRequest) -> User:
+    """The user of a request that passed an area decorator (never anonymous there)."""
+    user = request.user
+    if not isinstance(user, User):
+        raise PermissionError("signed-in user expected")
+    return user
+
+
 def area_view(area: Area, roles: Iterable[str] | None = None) -> Callable[[ViewFunc], ViewFunc]:
     """Require a signed-in user of ``area`` holding one of ``roles`` (default: any role
     that opens the area)."""
@@ -55,13 +62,15 @@ def area_view(area: Area, roles: Iterable[str] | None = None) -> Callable[[ViewF
     def decorator(view: ViewFunc) -> ViewFunc:
         @wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            user = request.user
-            if not user.is_authenticated:
+            if not isinstance(request.user, User):
                 login_url = reverse(AREA_LOGIN[area])
                 return HttpResponseRedirect(f"{login_url}?{urlencode({'next': request.path})}")
-            if not user.roles & AREA_ROLES[area]:  # type: ignore[attr-defined]
-                return forbidden(request, area, f"Your account has no access to {AREA_TITLE[area]}.")
-            if not user.roles & needed:  # type: ignore[attr-defined]
+            user = request.user
+            if not user.roles & AREA_ROLES[area]:
+                return forbidden(
+                    request, area, f"Your account has no access to {AREA_TITLE[area]}."
+                )
+            if not user.roles & needed:
                 names = ", ".join(sorted(Role(r).label for r in needed))
                 return forbidden(request, area, f"This page needs the role {names}.")
             request.area = area  # type: ignore[attr-defined]

@@ -9,7 +9,9 @@ from mailvault.web.navigation import ADMIN_MENU
 
 def navigation(request: HttpRequest) -> dict[str, Any]:
     user = request.user
-    roles = getattr(user, "roles", frozenset()) if user.is_authenticated else frozenset()
+    roles: frozenset[str] = (
+        getattr(user, "roles", frozenset()) if user.is_authenticated else frozenset()
+    )
     menu = []
     for section in ADMIN_MENU:
         items = [item for item in section.items if item.roles & roles]

@@ -14,7 +14,8 @@ from mailvault.accounts.roles import ROLE_DESCRIPTIONS, Role
 
 class LoginForm(forms.Form):
     username = forms.CharField(
-        max_length=254, widget=forms.TextInput(attrs={"autocomplete": "username", "autofocus": True})
+        max_length=254,
+        widget=forms.TextInput(attrs={"autocomplete": "username", "autofocus": True}),
     )
     password = forms.CharField(
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"})
@@ -58,7 +59,8 @@ class PasswordChangeForm(forms.Form):
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
     confirm_password = forms.CharField(
-        label="Repeat new password", widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+        label="Repeat new password",
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
 
     def clean(self) -> dict[str, Any]:
@@ -91,8 +93,9 @@ class UserCreateForm(forms.Form):
         help_text="Leave empty to generate one. The user must change it at first login.",
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
-    groups = _GroupsField(queryset=Group.unscoped.none(), required=False,
-                          widget=forms.CheckboxSelectMultiple)
+    groups = _GroupsField(
+        queryset=Group.unscoped.none(), required=False, widget=forms.CheckboxSelectMultiple
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -107,8 +110,9 @@ class UserCreateForm(forms.Form):
 class UserEditForm(forms.Form):
     display_name = forms.CharField(max_length=200, required=False, label="Full name")
     is_active = forms.BooleanField(required=False, label="Enabled")
-    groups = _GroupsField(queryset=Group.unscoped.none(), required=False,
-                          widget=forms.CheckboxSelectMultiple)
+    groups = _GroupsField(
+        queryset=Group.unscoped.none(), required=False, widget=forms.CheckboxSelectMultiple
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -125,8 +129,9 @@ class _UsersField(forms.ModelMultipleChoiceField):
 class GroupForm(forms.Form):
     name = forms.CharField(max_length=200)
     description = forms.CharField(max_length=500, required=False)
-    members = _UsersField(queryset=User.unscoped.none(), required=False,
-                          widget=forms.CheckboxSelectMultiple)
+    members = _UsersField(
+        queryset=User.unscoped.none(), required=False, widget=forms.CheckboxSelectMultiple
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

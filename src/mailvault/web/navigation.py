@@ -28,8 +28,17 @@ class MenuSection:
 
 
 ADMIN_MENU: tuple[MenuSection, ...] = (
-    MenuSection("Overview", (MenuItem("dashboard", "Dashboard", "adminaccess:dashboard",
-                                      frozenset({Role.ADMIN, Role.AUDITOR})),)),
+    MenuSection(
+        "Overview",
+        (
+            MenuItem(
+                "dashboard",
+                "Dashboard",
+                "adminaccess:dashboard",
+                frozenset({Role.ADMIN, Role.AUDITOR}),
+            ),
+        ),
+    ),
     MenuSection(
         "User Management",
         (
@@ -42,20 +51,36 @@ ADMIN_MENU: tuple[MenuSection, ...] = (
     MenuSection(
         "Directory Services",
         (
-            MenuItem("directory-services", "Directory Services", None,
-                     issue_hint="Microsoft Entra ID and LDAP synchronization"),
+            MenuItem(
+                "directory-services",
+                "Directory Services",
+                None,
+                issue_hint="Microsoft Entra ID and LDAP synchronization",
+            ),
             MenuItem("secrets", "Secrets", None, issue_hint="credentials and certificates"),
         ),
     ),
     MenuSection(
         "Archiving",
         (
-            MenuItem("journal-endpoints", "Journal Endpoints", None,
-                     issue_hint="SMTP journaling from Microsoft 365"),
-            MenuItem("archiving-profiles", "Archiving Profiles", None,
-                     issue_hint="archiving Microsoft 365, IMAP and POP3 mailboxes"),
-            MenuItem("folder-synchronizations", "Folder Synchronizations", None,
-                     issue_hint="mirroring mailbox folders into the archive"),
+            MenuItem(
+                "journal-endpoints",
+                "Journal Endpoints",
+                None,
+                issue_hint="SMTP journaling from Microsoft 365",
+            ),
+            MenuItem(
+                "archiving-profiles",
+                "Archiving Profiles",
+                None,
+                issue_hint="archiving Microsoft 365, IMAP and POP3 mailboxes",
+            ),
+            MenuItem(
+                "folder-synchronizations",
+                "Folder Synchronizations",
+                None,
+                issue_hint="mirroring mailbox folders into the archive",
+            ),
             MenuItem("schedules", "Schedules", None, issue_hint="schedules and jobs"),
             MenuItem("file-import", "File Import", None, issue_hint="EML, MBOX, PST import"),
         ),
@@ -64,28 +89,44 @@ ADMIN_MENU: tuple[MenuSection, ...] = (
         "Compliance",
         (
             MenuItem("process-log", "Process Log", None, issue_hint="the job runner"),
-            MenuItem("retention-policies", "Retention Policies", None,
-                     issue_hint="retention"),
+            MenuItem("retention-policies", "Retention Policies", None, issue_hint="retention"),
             MenuItem("legal-holds", "Legal Holds", None, issue_hint="legal holds"),
-            MenuItem("audit-log", "Audit Log", None, frozenset({Role.AUDITOR}),
-                     issue_hint="the tamper-evident audit log"),
+            MenuItem(
+                "audit-log",
+                "Audit Log",
+                None,
+                frozenset({Role.AUDITOR}),
+                issue_hint="the tamper-evident audit log",
+            ),
         ),
     ),
     MenuSection(
         "Setup",
         (
-            MenuItem("setup-wizards", "Setup Wizards", None,
-                     issue_hint="the Microsoft 365 / Entra ID wizard"),
+            MenuItem(
+                "setup-wizards",
+                "Setup Wizards",
+                None,
+                issue_hint="the Microsoft 365 / Entra ID wizard",
+            ),
             MenuItem("api-keys", "API Keys", None, issue_hint="the management API"),
         ),
     ),
     MenuSection(
         "My Account",
         (
-            MenuItem("password", "Change Password", "adminaccess:password",
-                     frozenset({Role.ADMIN, Role.AUDITOR})),
-            MenuItem("mfa", "Two-Factor Sign-In", "adminaccess:mfa",
-                     frozenset({Role.ADMIN, Role.AUDITOR})),
+            MenuItem(
+                "password",
+                "Change Password",
+                "adminaccess:password",
+                frozenset({Role.ADMIN, Role.AUDITOR}),
+            ),
+            MenuItem(
+                "mfa",
+                "Two-Factor Sign-In",
+                "adminaccess:mfa",
+                frozenset({Role.ADMIN, Role.AUDITOR}),
+            ),
         ),
     ),
 )

@@ -28,8 +28,9 @@ def domain_list(request: HttpRequest) -> HttpResponse:
                 f"{domain.name} added. Publish the TXT record shown below, then press Verify.",
             )
             return redirect("adminaccess:domains")
-    return render(request, "web/admin/domains.html",
-                  {"domains": Domain.objects.all(), "form": form})
+    return render(
+        request, "web/admin/domains.html", {"domains": Domain.objects.all(), "form": form}
+    )
 
 
 @admin_view

@@ -25,9 +25,11 @@ def group_create(request: HttpRequest) -> HttpResponse:
     form = GroupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            group = services.create_group(form.cleaned_data["name"],
-                                          description=form.cleaned_data["description"],
-                                          members=form.cleaned_data["members"])
+            group = services.create_group(
+                form.cleaned_data["name"],
+                description=form.cleaned_data["description"],
+                members=form.cleaned_data["members"],
+            )
         except services.AccountError as exc:
             form.add_error(None, str(exc))
         else:
@@ -40,14 +42,20 @@ def group_create(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def group_edit(request: HttpRequest, group_id: int) -> HttpResponse:
     group = get_object_or_404(Group.objects, pk=group_id)
-    initial = {"name": group.name, "description": group.description,
-               "members": list(group.members.all())}
+    initial = {
+        "name": group.name,
+        "description": group.description,
+        "members": list(group.members.all()),
+    }
     form = GroupForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
-            services.update_group(group, name=form.cleaned_data["name"],
-                                  description=form.cleaned_data["description"],
-                                  members=form.cleaned_data["members"])
+            services.update_group(
+                group,
+                name=form.cleaned_data["name"],
+                description=form.cleaned_data["description"],
+                members=form.cleaned_data["members"],
+            )
         except services.AccountError as exc:
             form.add_error(None, str(exc))
         else:

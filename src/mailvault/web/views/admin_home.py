@@ -8,7 +8,7 @@ from django.shortcuts import render
 from mailvault.accounts import services
 from mailvault.accounts.roles import Role
 from mailvault.tenancy.context import current_tenant
-from mailvault.web.access import area_view
+from mailvault.web.access import area_view, signed_in_user
 from mailvault.web.navigation import UNBUILT
 
 
@@ -17,12 +17,12 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     tenant = current_tenant()
     notices = []
     admins = services.active_admins()
-    if request.user.has_role(Role.ADMIN):  # type: ignore[attr-defined]
-        if len(admins) == 1 and admins[0].is_provisioned_admin:
-            notices.append(
-                "The provisioned admin is still the only Admin. Give a group of your own "
-                "people the Admin role."
-            )
+    is_admin = signed_in_user(request).has_role(Role.ADMIN)
+    if is_admin and len(admins) == 1 and admins[0].is_provisioned_admin:
+        notices.append(
+            "The provisioned admin is still the only Admin. Give a group of your own "
+            "people the Admin role."
+        )
     return render(
         request,
         "web/admin/dashboard.html",

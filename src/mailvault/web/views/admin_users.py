@@ -33,17 +33,22 @@ def user_create(request: HttpRequest) -> HttpResponse:
         data = form.cleaned_data
         try:
             user, password = services.create_user(
-                data["local_part"], data["domain"], display_name=data["display_name"],
-                password=data["password"] or None, groups=data["groups"],
+                data["local_part"],
+                data["domain"],
+                display_name=data["display_name"],
+                password=data["password"] or None,
+                groups=data["groups"],
             )
         except ValidationError as exc:
             form.add_error("password", exc)
         except services.AccountError as exc:
             form.add_error(None, str(exc))
         else:
-            return render(request, "web/admin/user_created.html",
-                          {"created": user, "password": password,
-                           "generated": not data["password"]})
+            return render(
+                request,
+                "web/admin/user_created.html",
+                {"created": user, "password": password, "generated": not data["password"]},
+            )
     return render(request, "web/admin/user_form.html", {"form": form, "creating": True})
 
 
@@ -51,14 +56,20 @@ def user_create(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def user_edit(request: HttpRequest, user_id: int) -> HttpResponse:
     user = get_object_or_404(User.objects, pk=user_id)
-    initial = {"display_name": user.display_name, "is_active": user.is_active,
-               "groups": list(user.user_groups.all())}
+    initial = {
+        "display_name": user.display_name,
+        "is_active": user.is_active,
+        "groups": list(user.user_groups.all()),
+    }
     form = UserEditForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
-            services.update_user(user, display_name=form.cleaned_data["display_name"],
-                                 is_active=form.cleaned_data["is_active"],
-                                 groups=form.cleaned_data["groups"])
+            services.update_user(
+                user,
+                display_name=form.cleaned_data["display_name"],
+                is_active=form.cleaned_data["is_active"],
+                groups=form.cleaned_data["groups"],
+            )
         except services.AccountError as exc:
             form.add_error(None, str(exc))
         else:
@@ -85,8 +96,11 @@ def user_delete(request: HttpRequest, user_id: int) -> HttpResponse:
 def user_reset_password(request: HttpRequest, user_id: int) -> HttpResponse:
     user = get_object_or_404(User.objects, pk=user_id)
     password = services.reset_password(user)
-    return render(request, "web/admin/user_created.html",
-                  {"created": user, "password": password, "generated": True, "reset": True})
+    return render(
+        request,
+        "web/admin/user_created.html",
+        {"created": user, "password": password, "generated": True, "reset": True},
+    )
 
 
 @admin_view

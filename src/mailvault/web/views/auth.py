@@ -17,7 +17,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from mailvault.accounts import login as signin
 from mailvault.accounts import mfa, services
 from mailvault.accounts.login import Step
-from mailvault.web.access import AREA_ROLES, AREA_TITLE, Area, area_view
+from mailvault.web.access import AREA_ROLES, AREA_TITLE, Area, area_view, signed_in_user
 from mailvault.web.forms import (
     LoginForm,
     MfaConfirmForm,
@@ -44,11 +44,19 @@ def _next_url(request: HttpRequest, area: Area) -> str:
 
 def _context(request: HttpRequest, area: Area, **extra: Any) -> dict[str, Any]:
     base = "web/admin/base.html" if area == "admin" else "web/webaccess/base.html"
-    return {"area": area, "area_title": AREA_TITLE[area], "ns": NS[area], "area_base": base,
-            "next": request.GET.get("next", request.POST.get("next", "")), **extra}
+    return {
+        "area": area,
+        "area_title": AREA_TITLE[area],
+        "ns": NS[area],
+        "area_base": base,
+        "next": request.GET.get("next", request.POST.get("next", "")),
+        **extra,
+    }
 
 
-def _after_password(request: HttpRequest, area: Area, outcome: signin.Outcome) -> HttpResponse | None:
+def _after_password(
+    request: HttpRequest, area: Area, outcome: signin.Outcome
+) -> HttpResponse | None:
     if outcome.step is Step.DONE:
         return HttpResponseRedirect(_next_url(request, area))
     if outcome.step is Step.NEEDS_TOTP:
@@ -75,8 +83,12 @@ def admin_login(request: HttpRequest) -> HttpResponse:
         if outcome.step is Step.NO_ACCESS:
             error = "Your account has no access to Admin Access. Web Access is at /webaccess."
         status = 403 if outcome.step in (Step.LOCKED, Step.NO_ACCESS) else 401
-    return render(request, "web/auth/login.html", _context(request, area, form=form, error=error),
-                  status=status)
+    return render(
+        request,
+        "web/auth/login.html",
+        _context(request, area, form=form, error=error),
+        status=status,
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -108,19 +120,25 @@ def web_login_password(request: HttpRequest) -> HttpResponse:
     error = ""
     status = 200
     if request.method == "POST" and form.is_valid():
-        outcome = signin.password_step(request, username, form.cleaned_data["password"],
-                                       AREA_ROLES[area])
+        outcome = signin.password_step(
+            request, username, form.cleaned_data["password"], AREA_ROLES[area]
+        )
         response = _after_password(request, area, outcome)
         if response:
             request.session.pop(USERNAME_KEY, None)
             return response
         error = outcome.message
         if outcome.step is Step.NO_ACCESS:
-            error = "Your account has no access to Web Access. Ask your administrator for the Reader role."
+            error = (
+                "Your account has no access to Web Access. "
+                "Ask your administrator for the Reader role."
+            )
         status = 403 if outcome.step in (Step.LOCKED, Step.NO_ACCESS) else 401
     return render(
-        request, "web/auth/password.html",
-        _context(request, area, form=form, username=username, error=error), status=status,
+        request,
+        "web/auth/password.html",
+        _context(request, area, form=form, username=username, error=error),
+        status=status,
     )
 
 
@@ -136,18 +154,29 @@ def _totp(request: HttpRequest, area: Area) -> HttpResponse:
             response = HttpResponseRedirect(_next_url(request, area))
             if form.cleaned_data["trust_device"]:
                 response.set_cookie(
-                    mfa.trust_cookie_name(outcome.user), mfa.make_trust_token(outcome.user),
-                    max_age=settings.MFA_TRUST_DAYS * 86400, httponly=True, samesite="Lax",
+                    mfa.trust_cookie_name(outcome.user),
+                    mfa.make_trust_token(outcome.user),
+                    max_age=settings.MFA_TRUST_DAYS * 86400,
+                    httponly=True,
+                    samesite="Lax",
                     secure=request.is_secure(),
                 )
             return response
         if outcome.step is Step.LOCKED:
-            return render(request, "web/auth/login_problem.html",
-                          _context(request, area, error=outcome.message), status=403)
+            return render(
+                request,
+                "web/auth/login_problem.html",
+                _context(request, area, error=outcome.message),
+                status=403,
+            )
         error = outcome.message
         status = 401
-    return render(request, "web/auth/totp.html", _context(request, area, form=form, error=error),
-                  status=status)
+    return render(
+        request,
+        "web/auth/totp.html",
+        _context(request, area, form=form, error=error),
+        status=status,
+    )
 
 
 @require_http_methods(["GET", "POST"])
@@ -173,12 +202,12 @@ def web_logout(request: HttpRequest) -> HttpResponse:
 
 
 def _password_change(request: HttpRequest, area: Area) -> HttpResponse:
-    user = request.user
+    user = signed_in_user(request)
     form = PasswordChangeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
             services.change_own_password(
-                user,  # type: ignore[arg-type]
+                user,
                 form.cleaned_data["old_password"],
                 form.cleaned_data["new_password"],
             )
@@ -187,12 +216,13 @@ def _password_change(request: HttpRequest, area: Area) -> HttpResponse:
         except services.AccountError as exc:
             form.add_error(None, str(exc))
         else:
-            update_session_auth_hash(request, user)  # type: ignore[arg-type]
+            update_session_auth_hash(request, user)
             messages.success(request, "Your password has been changed.")
             return redirect(HOME[area])
     forced = bool(getattr(user, "must_change_password", False))
-    return render(request, "web/auth/password_change.html",
-                  _context(request, area, form=form, forced=forced))
+    return render(
+        request, "web/auth/password_change.html", _context(request, area, form=form, forced=forced)
+    )
 
 
 @area_view("admin")
@@ -208,26 +238,26 @@ def web_password(request: HttpRequest) -> HttpResponse:
 
 
 def _mfa(request: HttpRequest, area: Area) -> HttpResponse:
-    user = request.user
+    user = signed_in_user(request)
     form = MfaConfirmForm(request.POST or None)
     action = request.POST.get("action", "")
     if request.method == "POST" and action == "start":
-        mfa.start_enrolment(user)  # type: ignore[arg-type]
+        mfa.start_enrolment(user)
         return redirect(f"{NS[area]}:mfa")
     if request.method == "POST" and action == "disable":
-        services.reset_mfa(user)  # type: ignore[arg-type]
+        services.reset_mfa(user)
         messages.success(request, "Two-factor sign-in is off.")
         return redirect(f"{NS[area]}:mfa")
     if request.method == "POST" and action == "confirm" and form.is_valid():
-        if mfa.confirm_enrolment(user, form.cleaned_data["code"]):  # type: ignore[arg-type]
+        if mfa.confirm_enrolment(user, form.cleaned_data["code"]):
             messages.success(request, "Two-factor sign-in is on.")
             return redirect(f"{NS[area]}:mfa")
         form.add_error("code", "The code is not correct. Check your device's clock and try again.")
-    enrolling = bool(user.totp_secret and not user.totp_enabled)  # type: ignore[attr-defined]
+    enrolling = bool(user.totp_secret and not user.totp_enabled)
     extra: dict[str, Any] = {"form": form, "enrolling": enrolling}
     if enrolling:
-        uri = mfa.provisioning_uri(user)  # type: ignore[arg-type]
-        extra.update(qr_svg=mfa.qr_svg(uri), secret=user.totp_secret, uri=uri)  # type: ignore[attr-defined]
+        uri = mfa.provisioning_uri(user)
+        extra.update(qr_svg=mfa.qr_svg(uri), secret=user.totp_secret, uri=uri)
     return render(request, "web/auth/mfa.html", _context(request, area, **extra))
 
 

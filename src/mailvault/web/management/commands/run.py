@@ -19,10 +19,16 @@ class Command(BaseCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument("--demo-tenant", default="democustomer",
-                            help="tenant to provision on first run ('' for none)")
-        parser.add_argument("--no-setup", action="store_true",
-                            help="skip migrations, static files and the demo tenant")
+        parser.add_argument(
+            "--demo-tenant",
+            default="democustomer",
+            help="tenant to provision on first run ('' for none)",
+        )
+        parser.add_argument(
+            "--no-setup",
+            action="store_true",
+            help="skip migrations, static files and the demo tenant",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not 0 < options["port"] < 65536:
@@ -35,8 +41,15 @@ class Command(BaseCommand):
         web = Service(
             "web",
             python_module(
-                "uvicorn", "mailvault.asgi:application", "--host", options["host"],
-                "--port", str(options["port"]), "--lifespan", "off", "--no-access-log",
+                "uvicorn",
+                "mailvault.asgi:application",
+                "--host",
+                options["host"],
+                "--port",
+                str(options["port"]),
+                "--lifespan",
+                "off",
+                "--no-access-log",
             ),
         )
         self.stdout.write(
@@ -57,8 +70,10 @@ class Command(BaseCommand):
             result = provision_tenant(name, "Demo Customer")
         except ProvisioningError as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(self.style.SUCCESS(
-            f"Provisioned tenant {name}.\n"
-            f"  username: {result.admin_username}\n"
-            f"  password: {result.admin_password}   (shown once; change it at first login)"
-        ))
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Provisioned tenant {name}.\n"
+                f"  username: {result.admin_username}\n"
+                f"  password: {result.admin_password}   (shown once; change it at first login)"
+            )
+        )
