@@ -10,6 +10,7 @@ from django import forms
 from mailvault.accounts.models import Domain, Group, User
 from mailvault.accounts.passwords import MailvaultPasswordValidator
 from mailvault.accounts.roles import ROLE_DESCRIPTIONS, Role
+from mailvault.archive.models import Mailbox
 
 
 class LoginForm(forms.Form):
@@ -150,3 +151,46 @@ class GroupRolesForm(forms.Form):
 
 class DomainForm(forms.Form):
     name = forms.CharField(max_length=253, label="Domain name")
+
+
+class _GroupNameField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return str(obj.name)
+
+
+class _OwnerField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Any) -> str:
+        return str(obj.username)
+
+
+class MailboxForm(forms.Form):
+    primary_address = forms.CharField(max_length=254, label="Primary address")
+    display_name = forms.CharField(max_length=200, required=False, label="Name")
+    kind = forms.ChoiceField(choices=Mailbox.Kind.choices, label="Kind")
+    secondary_addresses = forms.CharField(
+        required=False,
+        label="Secondary addresses",
+        help_text="One per line. Mail to these addresses is filed into this mailbox too.",
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+    owner = _OwnerField(queryset=User.unscoped.none(), required=False, label="Owner")
+    shared_with = _GroupNameField(
+        queryset=Group.unscoped.none(),
+        required=False,
+        label="Shared with groups",
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    def __init__(self, *args: Any, editing: Mailbox | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        owner_field = self.fields["owner"]
+        assert isinstance(owner_field, forms.ModelChoiceField)
+        owner_field.queryset = User.objects.all()
+        shared_field = self.fields["shared_with"]
+        assert isinstance(shared_field, forms.ModelMultipleChoiceField)
+        shared_field.queryset = Group.objects.all()
+        if editing is not None:
+            del self.fields["primary_address"]
+            del self.fields["kind"]
+            if editing.is_synchronized:
+                del self.fields["display_name"]

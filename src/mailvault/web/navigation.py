@@ -45,7 +45,7 @@ ADMIN_MENU: tuple[MenuSection, ...] = (
             MenuItem("users", "Users", "adminaccess:users"),
             MenuItem("groups", "Groups", "adminaccess:groups"),
             MenuItem("domains", "Domains", "adminaccess:domains"),
-            MenuItem("mailboxes", "Mailboxes", None, issue_hint="archive mailboxes"),
+            MenuItem("mailboxes", "Mailboxes", "adminaccess:mailboxes"),
         ),
     ),
     MenuSection(

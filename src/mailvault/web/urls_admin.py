@@ -1,7 +1,14 @@
 from django.urls import path
 from django.views.generic import RedirectView
 
-from mailvault.web.views import admin_domains, admin_groups, admin_home, admin_users, auth
+from mailvault.web.views import (
+    admin_domains,
+    admin_groups,
+    admin_home,
+    admin_mailboxes,
+    admin_users,
+    auth,
+)
 
 app_name = "adminaccess"
 
@@ -36,5 +43,8 @@ urlpatterns = [
     path("domains/", admin_domains.domain_list, name="domains"),
     path("domains/<int:domain_id>/verify/", admin_domains.domain_verify, name="domain_verify"),
     path("domains/<int:domain_id>/delete/", admin_domains.domain_delete, name="domain_delete"),
+    path("mailboxes/", admin_mailboxes.mailbox_list, name="mailboxes"),
+    path("mailboxes/add/", admin_mailboxes.mailbox_create, name="mailbox_create"),
+    path("mailboxes/<int:mailbox_id>/", admin_mailboxes.mailbox_edit, name="mailbox_edit"),
     path("soon/<slug:slug>/", admin_home.not_built, name="not_built"),
 ]
