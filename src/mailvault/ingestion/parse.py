@@ -1,0 +1,163 @@
+"""The parse step: what can be read from a message's raw bytes.
+
+Parsing never raises and never loses a message: whatever cannot be read is left empty,
+``problem`` says why, and a message whose headers cannot be made sense of at all is
+flagged ``unparseable`` (it is still stored raw and found by whatever was read).
+Only the first ``MAX_TEXT_CHARS`` of text per message feed the index, so memory stays
+bounded for huge messages.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import policy
+from email.header import decode_header, make_header
+from email.message import Message as EmailMessage
+from email.parser import BytesParser
+from email.utils import getaddresses, parsedate_to_datetime
+
+import nh3
+
+MAX_TEXT_CHARS = 256 * 1024
+MAX_PARTS = 500
+
+_WS = re.compile(r"\s+")
+
+
+@dataclass
+class ParsedMessage:
+    message_id: str = ""
+    date: datetime | None = None
+    from_address: str = ""
+    from_name: str = ""
+    to: list[str] = field(default_factory=list)
+    cc: list[str] = field(default_factory=list)
+    bcc: list[str] = field(default_factory=list)
+    subject: str = ""
+    body_text: str = ""
+    attachment_names: list[str] = field(default_factory=list)
+    attachments: list[tuple[str, str, bytes]] = field(default_factory=list)
+    unparseable: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def has_attachments(self) -> bool:
+        return bool(self.attachment_names)
+
+
+def header_text(value: object) -> str:
+    """Decode an RFC 2047 header to text, tolerating every kind of breakage."""
+    if value is None:
+        return ""
+    raw = str(value)
+    try:
+        return _WS.sub(" ", str(make_header(decode_header(raw)))).strip()
+    except (ValueError, LookupError, UnicodeError, AssertionError):
+        return _WS.sub(" ", raw).strip()
+
+
+def _addresses(msg: EmailMessage, name: str) -> list[tuple[str, str]]:
+    values = [header_text(v) for v in msg.get_all(name, [])]
+    try:
+        pairs = getaddresses(values)
+    except (ValueError, IndexError):
+        return []
+    return [(n.strip(), a.strip().casefold()) for n, a in pairs if a and "@" in a]
+
+
+def _date(msg: EmailMessage, problems: list[str]) -> datetime | None:
+    value = msg.get("Date")
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(str(value))
+    except (TypeError, ValueError, IndexError):
+        problems.append(f"unreadable Date header: {str(value)[:80]!r}")
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def _decode_payload(part: EmailMessage) -> str:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return payload.decode(charset, errors="replace")
+    except LookupError:  # unknown charset name
+        return payload.decode("latin-1", errors="replace")
+
+
+def html_to_text(markup: str) -> str:
+    """Visible text of an HTML body: tags, scripts and styles dropped, entities decoded."""
+    cleaned = nh3.clean(markup, tags=set(), clean_content_tags={"script", "style", "head"})
+    return _WS.sub(" ", html.unescape(cleaned)).strip()
+
+
+def _filename(part: EmailMessage) -> str:
+    try:
+        name = part.get_filename()
+    except (ValueError, LookupError, UnicodeError):
+        return "unnamed"
+    return header_text(name) if name else ""
+
+
+def parse_message(raw: bytes) -> ParsedMessage:
+    result = ParsedMessage()
+    try:
+        msg = BytesParser(policy=policy.compat32).parsebytes(raw)
+    except Exception as exc:  # the parser must never lose a message
+        result.unparseable = True
+        result.problems.append(f"MIME parser failed: {exc}")
+        result.body_text = raw[:MAX_TEXT_CHARS].decode("utf-8", "replace")
+        return result
+    if not msg.keys():
+        result.unparseable = True
+        result.problems.append("no headers found")
+    for defect in msg.defects[:5]:
+        result.problems.append(type(defect).__name__)
+
+    result.message_id = header_text(msg.get("Message-ID"))[:998]
+    result.subject = header_text(msg.get("Subject"))
+    result.date = _date(msg, result.problems)
+    senders = _addresses(msg, "From") or _addresses(msg, "Sender")
+    if senders:
+        result.from_name, result.from_address = senders[0]
+    result.to = [a for _, a in _addresses(msg, "To")]
+    result.cc = [a for _, a in _addresses(msg, "Cc")]
+    result.bcc = [a for _, a in _addresses(msg, "Bcc")]
+
+    texts: list[str] = []
+    size = 0
+    for index, part in enumerate(msg.walk()):
+        if index >= MAX_PARTS:
+            result.problems.append(f"more than {MAX_PARTS} MIME parts; the rest is not indexed")
+            break
+        if part.is_multipart():
+            continue
+        content_type = part.get_content_type()
+        disposition = str(part.get("Content-Disposition", "")).split(";", 1)[0].strip().lower()
+        filename = _filename(part)
+        if filename or disposition == "attachment" or content_type == "message/rfc822":
+            result.attachment_names.append(filename or "unnamed")
+            data = part.get_payload(decode=True)
+            if isinstance(data, bytes):
+                result.attachments.append((filename, content_type, data))
+            continue
+        if size >= MAX_TEXT_CHARS:
+            continue
+        if content_type == "text/plain":
+            text = _decode_payload(part)
+        elif content_type == "text/html":
+            text = html_to_text(_decode_payload(part))
+        else:
+            continue
+        texts.append(text[: MAX_TEXT_CHARS - size])
+        size += len(texts[-1])
+    result.body_text = "\n".join(texts)
+    return result
