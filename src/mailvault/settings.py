@@ -160,6 +160,9 @@ WHITENOISE_USE_FINDERS = DEBUG
 
 LOGIN_URL = "/adminaccess/login/"
 
+# Server-side folders that Admin Access may import from (the CLI may import from anywhere).
+MAILVAULT_IMPORT_ROOTS = env_list("MAILVAULT_IMPORT_ROOTS", [str(VAR_DIR / "import")])
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -164,6 +164,7 @@ def attachment_payload(raw: bytes, index: int) -> tuple[str, str, bytes] | None:
     payload = part.get_payload(decode=True)
     if part.get_content_type() == "message/rfc822" and not isinstance(payload, bytes):
         inner = part.get_payload()
-        payload = inner[0].as_bytes() if isinstance(inner, list) and inner else b""
+        first = inner[0] if isinstance(inner, list) and inner else None
+        payload = first.as_bytes() if isinstance(first, Message) else b""
     filename = header_text(part.get_filename() or "") or f"attachment-{index}"
     return filename, part.get_content_type(), payload if isinstance(payload, bytes) else b""

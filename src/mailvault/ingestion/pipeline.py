@@ -1,0 +1,242 @@
+"""The single entry point every message goes through, as ordered small steps:
+
+    parse → deduplicate → store → record → index
+
+``ingest()`` takes one message; ``Ingestor`` takes many and runs the same steps a batch
+at a time (one fsync of the store, one database transaction and one index commit per
+batch), which is what makes bulk imports fast. Both need the tenant to be active
+(``tenant_context``).
+
+Failure model: the store is written (and made durable) before the database records the
+message, and the database before the index. A crash between the steps leaves bytes the
+store will deduplicate on the next attempt, or messages with ``indexed=False`` that
+:func:`mailvault.ingestion.reconcile.reconcile_index` picks up. Nothing is lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from mailvault.archive.models import Folder, Mailbox, MailboxAddress, Message, Placement
+from mailvault.archive.services import folder_for_path
+from mailvault.ingestion import steps
+from mailvault.ingestion.parse import ParsedMessage
+from mailvault.ingestion.types import IngestRequest, IngestResult
+from mailvault.tenancy.context import current_tenant
+
+log = logging.getLogger("mailvault.ingestion")
+
+
+@dataclass
+class _Item:
+    request: IngestRequest
+    sha256: str
+    parsed: ParsedMessage
+    message: Message | None = None
+    stored: bool = False
+    folders: list[Folder] = field(default_factory=list)
+    placements_added: int = 0
+
+
+class Ingestor:
+    """Batching front of the pipeline for the active tenant. Use as a context manager,
+    ``add()`` requests, read results from ``flush()`` (called for you every
+    ``batch_size`` requests and at exit)."""
+
+    def __init__(
+        self, *, batch_size: int = 500, max_batch_bytes: int = 64 << 20, index: bool = True
+    ) -> None:
+        self.tenant = current_tenant()
+        self.batch_size = batch_size
+        self.max_batch_bytes = max_batch_bytes
+        self._pending_bytes = 0
+        self.index = index
+        self._pending: list[IngestRequest] = []
+        self._folder_cache: dict[tuple[int, str], Folder] = {}
+        self.results: list[IngestResult] = []
+
+    def __enter__(self) -> Ingestor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.flush()
+
+    def add(self, request: IngestRequest) -> None:
+        self._pending.append(request)
+        self._pending_bytes += len(request.raw)
+        if len(self._pending) >= self.batch_size or self._pending_bytes >= self.max_batch_bytes:
+            self.flush()
+
+    def flush(self) -> list[IngestResult]:
+        if not self._pending:
+            return []
+        batch, self._pending = self._pending, []
+        self._pending_bytes = 0
+        results = self._run(batch)
+        self.results.extend(results)
+        return results
+
+    # --- the steps, a batch at a time ------------------------------------------------
+
+    def _run(self, batch: list[IngestRequest]) -> list[IngestResult]:
+        items = self._parse(batch)
+        self._deduplicate(items)
+        self._store(items)
+        self._record(items)
+        if self.index:
+            steps.index_messages(
+                [(item.message, item.parsed) for item in items if item.message is not None]
+            )
+        return [
+            IngestResult(
+                message=item.message,
+                stored=item.stored,
+                placements_added=item.placements_added,
+                problems=list(item.parsed.problems),
+            )
+            for item in items
+            if item.message is not None
+        ]
+
+    def _parse(self, batch: list[IngestRequest]) -> list[_Item]:
+        return [
+            _Item(
+                request=request,
+                sha256=hashlib.sha256(request.raw).hexdigest(),
+                parsed=steps.parse(request.raw),
+            )
+            for request in batch
+        ]
+
+    def _deduplicate(self, items: list[_Item]) -> None:
+        shas = {item.sha256 for item in items}
+        existing = {m.sha256: m for m in Message.objects.filter(sha256__in=shas)}
+        for item in items:
+            item.message = existing.get(item.sha256)
+
+    def _store(self, items: list[_Item]) -> None:
+        new: dict[str, bytes] = {}
+        for item in items:
+            if item.message is None and item.sha256 not in new:
+                new[item.sha256] = item.request.raw
+                item.stored = True
+        if new:
+            steps.store_blobs(self.tenant, list(new.values()))
+
+    def _record(self, items: list[_Item]) -> None:
+        now = timezone.now()
+        with transaction.atomic():
+            created: dict[str, Message] = {}
+            for item in items:
+                if item.message is not None:
+                    continue
+                if item.sha256 in created:
+                    item.message = created[item.sha256]
+                    continue
+                item.message = _new_message(item, now)
+                created[item.sha256] = item.message
+            if created:
+                Message.objects.bulk_create(list(created.values()))
+                # bulk_create sets primary keys on SQLite and PostgreSQL alike.
+            self._place(items, now)
+
+    def _place(self, items: list[_Item], now: datetime) -> None:
+        addresses = {a.casefold() for item in items for a in item.request.file_by_addresses}
+        by_address: dict[str, int] = dict(
+            MailboxAddress.objects.filter(address__in=addresses).values_list(
+                "address", "mailbox_id"
+            )
+        )
+        mailboxes = {m.pk: m for m in Mailbox.objects.filter(pk__in=set(by_address.values()))}
+        wanted: dict[tuple[int, int], tuple[_Item, Folder, str]] = {}
+        for item in items:
+            assert item.message is not None
+            targets = [(t.mailbox, t.folder_path) for t in item.request.targets]
+            for address in item.request.file_by_addresses:
+                mailbox_id = by_address.get(address.casefold())
+                if mailbox_id is not None:
+                    targets.append((mailboxes[mailbox_id], ""))
+            for mailbox, path in targets:
+                folder = self._folder(mailbox, path)
+                wanted.setdefault(
+                    (folder.pk, item.message.pk), (item, folder, item.request.source_ref)
+                )
+        if not wanted:
+            return
+        message_ids = {message_id for _, message_id in wanted}
+        present = set(
+            Placement.objects.filter(message_id__in=message_ids).values_list(
+                "folder_id", "message_id"
+            )
+        )
+        new_rows = []
+        for key, (item, folder, source_ref) in wanted.items():
+            if key in present:
+                continue
+            assert item.message is not None
+            new_rows.append(
+                Placement(
+                    message=item.message,
+                    mailbox_id=folder.mailbox_id,
+                    folder=folder,
+                    source_ref=source_ref[:512],
+                    added_at=now,
+                )
+            )
+            item.placements_added += 1
+        Placement.objects.bulk_create(new_rows, ignore_conflicts=True)
+
+    def _folder(self, mailbox: Mailbox, path: str) -> Folder:
+        key = (mailbox.pk, path.strip("/"))
+        folder = self._folder_cache.get(key)
+        if folder is None:
+            folder = folder_for_path(mailbox, key[1])
+            self._folder_cache[key] = folder
+        return folder
+
+
+def _new_message(item: _Item, now: datetime) -> Message:
+    parsed = item.parsed
+    request = item.request
+    return Message(
+        sha256=item.sha256,
+        size=len(request.raw),
+        message_id=parsed.message_id,
+        date=parsed.date,
+        from_address=parsed.from_address[:254],
+        from_name=parsed.from_name[:200],
+        to=parsed.to,
+        cc=parsed.cc,
+        bcc=parsed.bcc,
+        envelope_from=request.envelope_from[:254],
+        envelope_recipients=[r.casefold() for r in request.envelope_recipients],
+        subject=parsed.subject,
+        attachment_names=parsed.attachment_names,
+        has_attachments=parsed.has_attachments,
+        archived_at=now,
+        source=request.source,
+        unparseable=parsed.unparseable,
+        parse_problem="; ".join(parsed.problems)[:2000],
+    )
+
+
+def ingest(request: IngestRequest) -> IngestResult:
+    """Archive one message for the active tenant."""
+    with Ingestor(batch_size=1) as ingestor:
+        ingestor.add(request)
+    return ingestor.results[0]
+
+
+def ingest_all(requests: Iterable[IngestRequest], *, batch_size: int = 500) -> list[IngestResult]:
+    with Ingestor(batch_size=batch_size) as ingestor:
+        for request in requests:
+            ingestor.add(request)
+    return ingestor.results
