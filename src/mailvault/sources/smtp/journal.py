@@ -78,7 +78,7 @@ class Unwrapped:
 
 def classify(headers: RawPart) -> Kind:
     parsed = headers.headers
-    names = {name.lower() for name in parsed.keys()}
+    names = {name.lower() for name in parsed}
     if names & set(JOURNAL_MARKERS):
         return Kind.JOURNAL_REPORT
     if str(parsed.get("Content-Identifier", "")).strip().lower() == "exjournalreport":
