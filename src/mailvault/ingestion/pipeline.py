@@ -26,9 +26,12 @@ from django.utils import timezone
 
 from mailvault.archive.models import Folder, Mailbox, MailboxAddress, Message, Placement
 from mailvault.archive.services import folder_for_path
+from mailvault.archive.store import BlobStore, store_for
 from mailvault.ingestion import steps
+from mailvault.ingestion.extract import Extractor
 from mailvault.ingestion.parse import ParsedMessage
 from mailvault.ingestion.types import IngestRequest, IngestResult
+from mailvault.search import TenantIndex
 from mailvault.tenancy.context import current_tenant
 
 log = logging.getLogger("mailvault.ingestion")
@@ -61,13 +64,38 @@ class Ingestor:
         self._pending: list[IngestRequest] = []
         self._folder_cache: dict[tuple[int, str], Folder] = {}
         self.results: list[IngestResult] = []
+        self._blob_store: BlobStore | None = None
+        self._extractor: Extractor | None = None
 
     def __enter__(self) -> Ingestor:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if exc[0] is None:
-            self.flush()
+        try:
+            if exc[0] is None:
+                self.flush()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._blob_store is not None:
+            self._blob_store.close()
+            self._blob_store = None
+        if self._extractor is not None:
+            self._extractor.close()
+            self._extractor = None
+
+    @property
+    def store(self) -> BlobStore:
+        if self._blob_store is None:
+            self._blob_store = store_for(self.tenant)
+        return self._blob_store
+
+    @property
+    def extractor(self) -> Extractor:
+        if self._extractor is None:
+            self._extractor = Extractor()
+        return self._extractor
 
     def add(self, request: IngestRequest) -> None:
         self._pending.append(request)
@@ -92,9 +120,7 @@ class Ingestor:
         self._store(items)
         self._record(items)
         if self.index:
-            steps.index_messages(
-                [(item.message, item.parsed) for item in items if item.message is not None]
-            )
+            self._index(items)
         return [
             IngestResult(
                 message=item.message,
@@ -129,7 +155,7 @@ class Ingestor:
                 new[item.sha256] = item.request.raw
                 item.stored = True
         if new:
-            steps.store_blobs(self.tenant, list(new.values()))
+            steps.store_blobs(self.store, new.values())
 
     def _record(self, items: list[_Item]) -> None:
         now = timezone.now()
@@ -193,6 +219,24 @@ class Ingestor:
             )
             item.placements_added += 1
         Placement.objects.bulk_create(new_rows, ignore_conflicts=True)
+
+    def _index(self, items: list[_Item]) -> None:
+        """Index new messages, and known ones that were filed somewhere new (their
+        mailbox list in the index changes)."""
+        todo: dict[int, _Item] = {}
+        for item in items:
+            if item.message is not None and (item.stored or item.placements_added):
+                todo.setdefault(item.message.pk, item)
+        chosen = list(todo.values())
+        texts = steps.attachment_texts(self.extractor, [item.parsed for item in chosen])
+        steps.index_messages(
+            TenantIndex.open(self.tenant.pk),
+            [
+                steps.Indexable(item.message, item.parsed, text)
+                for item, text in zip(chosen, texts, strict=True)
+                if item.message is not None
+            ],
+        )
 
     def _folder(self, mailbox: Mailbox, path: str) -> Folder:
         key = (mailbox.pk, path.strip("/"))

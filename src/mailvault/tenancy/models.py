@@ -9,6 +9,7 @@ Operator code that deliberately spans tenants uses ``Model.unscoped``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar, TypeVar
 
 from django.core.validators import RegexValidator
@@ -60,15 +61,32 @@ class Tenant(models.Model):
 _M = TypeVar("_M", bound=models.Model)
 
 
+def _claim_for_active_tenant(obj: models.Model) -> None:
+    """Give a new row the active tenant; refuse a row that belongs to another one."""
+    active = current_tenant()
+    tenant_id = getattr(obj, "tenant_id", None)
+    if tenant_id is None:
+        obj.tenant = active  # type: ignore[attr-defined]
+    elif tenant_id != active.pk:
+        raise PermissionError(
+            f"{type(obj).__name__} of tenant {tenant_id} written while tenant {active.pk} "
+            "is active"
+        )
+
+
 class TenantScopedQuerySet(models.QuerySet[_M]):
-    pass
+    def bulk_create(self, objs: Iterable[_M], *args: Any, **kwargs: Any) -> list[_M]:
+        objs = list(objs)
+        for obj in objs:
+            _claim_for_active_tenant(obj)
+        return super().bulk_create(objs, *args, **kwargs)
 
 
 class TenantScopedManager(models.Manager[_M]):
     """The default manager of tenant-owned models: the active tenant's rows only."""
 
     def get_queryset(self) -> models.QuerySet[_M]:
-        return super().get_queryset().filter(tenant=current_tenant())
+        return TenantScopedQuerySet(self.model, using=self._db).filter(tenant=current_tenant())
 
 
 class TenantOwned(models.Model):
@@ -81,12 +99,5 @@ class TenantOwned(models.Model):
         abstract = True
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        active = current_tenant()
-        if self.tenant_id is None:
-            self.tenant = active
-        elif self.tenant_id != active.pk:
-            raise PermissionError(
-                f"{type(self).__name__} of tenant {self.tenant_id} written while "
-                f"tenant {active.pk} is active"
-            )
+        _claim_for_active_tenant(self)
         super().save(*args, **kwargs)

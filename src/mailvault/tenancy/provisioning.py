@@ -32,6 +32,8 @@ def provision_tenant(name: str, display_name: str = "") -> ProvisionedTenant:
     a first admin ``admin@<name>`` who must change the generated password at first login."""
     name = name.strip().casefold()
     tenant = Tenant(name=name, display_name=display_name or name)
+    if Tenant.objects.filter(name=name).exists():
+        raise ProvisioningError(f"A tenant named {name} exists already.")
     try:
         tenant.full_clean()
     except ValidationError as exc:
