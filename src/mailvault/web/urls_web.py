@@ -12,6 +12,7 @@ urlpatterns = [
     path("logout/", auth.web_logout, name="logout"),
     path("password/", auth.web_password, name="password"),
     path("account/mfa/", auth.web_mfa, name="mfa"),
+    path("search/", webaccess.search, name="search"),
     path("messages/<int:message_id>/", webaccess.message_view, name="message"),
     path("messages/<int:message_id>/body/", webaccess.message_body, name="message_body"),
     path("messages/<int:message_id>/download/", webaccess.message_download, name="download"),

@@ -17,6 +17,9 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from mailvault.archive import access, blobs, rendering
 from mailvault.archive.models import Folder, Mailbox, Message
 from mailvault.archive.services import readable_mailboxes
+from mailvault.search import QuerySyntaxError, SearchResult
+from mailvault.search.services import search_for_user
+from mailvault.search.types import SortOrder
 from mailvault.web.access import signed_in_user, web_view
 
 PAGE_SIZE = 50
@@ -141,3 +144,45 @@ def attachment_download(request: HttpRequest, message_id: int, index: int) -> Ht
     filename, _content_type, data = found
     # Always served as a download, never rendered inline in Mailvault's origin.
     return _attachment_response(data, filename, "application/octet-stream")
+
+
+@web_view
+def search(request: HttpRequest) -> HttpResponse:
+    user = signed_in_user(request)
+    query = request.GET.get("q", "").strip()
+    sort: SortOrder = "relevance" if request.GET.get("sort") == "relevance" else "date"
+    page_number = max(1, _int(request.GET.get("page") or "1"))
+    result: SearchResult | None = None
+    error = ""
+    if query:
+        try:
+            result = search_for_user(
+                user, query, sort=sort, limit=PAGE_SIZE, offset=(page_number - 1) * PAGE_SIZE
+            )
+        except QuerySyntaxError as exc:
+            error = str(exc)
+    messages = {}
+    if result is not None:
+        ids = [hit.message_id for hit in result.hits]
+        messages = {m.pk: m for m in access.readable_messages(user).filter(pk__in=ids)}
+    hits = [
+        (hit, messages[hit.message_id])
+        for hit in (result.hits if result else [])
+        if hit.message_id in messages
+    ]
+    trees = [(mb, access.folder_tree(mb)) for mb in readable_mailboxes(user)]
+    return render(
+        request,
+        "web/webaccess/search.html",
+        {
+            "q": query,
+            "sort": sort,
+            "error": error,
+            "hits": hits,
+            "total": result.total if result else 0,
+            "page_number": page_number,
+            "has_next": bool(result and result.total > page_number * PAGE_SIZE),
+            "trees": trees,
+        },
+        status=400 if error else 200,
+    )

@@ -57,7 +57,9 @@ class Command(BaseCommand):
             f"Web Access:   http://{options['host']}:{options['port']}/webaccess\n"
             "Press Ctrl-C to stop."
         )
-        raise SystemExit(Supervisor([web]).run())
+        worker = Service("worker", python_module("mailvault", "worker"))
+        scheduler = Service("scheduler", python_module("mailvault", "scheduler"))
+        raise SystemExit(Supervisor([web, worker, scheduler]).run())
 
     def _ensure_demo_tenant(self, name: str) -> None:
         if Tenant.objects.filter(name=name).exists():
