@@ -38,7 +38,7 @@ lint:
 	$(BIN)/mypy
 
 pytest-sqlite:
-	$(BIN)/pytest -q -p no:cacheprovider
+	MAILVAULT_SKIP_PG_TESTS=1 $(BIN)/pytest -q -p no:cacheprovider
 
 pytest-postgres:
 	@bash scripts/ensure-postgres.sh
