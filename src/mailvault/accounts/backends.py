@@ -9,6 +9,7 @@ from django.http import HttpRequest
 
 from mailvault.accounts.models import User
 from mailvault.accounts.throttle import normalize_username
+from mailvault.tenancy.context import tenant_context
 
 
 def find_user(username: str) -> User | None:
@@ -33,8 +34,11 @@ class TenantUserBackend(BaseBackend):
         if user is None:
             User().set_password(password)  # same work as a real check: no timing oracle
             return None
-        if not user.check_password(password) or not self.user_can_authenticate(user):
-            return None
+        # The user's tenant is active for the check: Django re-saves the password when
+        # its hash needs an upgrade, and tenant-owned rows are only written in a tenant.
+        with tenant_context(user.tenant):
+            if not user.check_password(password) or not self.user_can_authenticate(user):
+                return None
         return user
 
     def user_can_authenticate(self, user: User) -> bool:

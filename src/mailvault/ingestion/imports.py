@@ -106,7 +106,7 @@ def run_import(
         if progress:
             progress(report.seen, total)
 
-    with Ingestor(batch_size=batch_size * 4) as ingestor:
+    with Ingestor(batch_size=batch_size * 4, index_every=20_000, index_interval_s=5.0) as ingestor:
         for path in paths:
             for entry in iter_items(path, allowed_roots=roots or None):
                 if isinstance(entry, ImportProblem):

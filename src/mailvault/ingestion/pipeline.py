@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -54,8 +55,17 @@ class Ingestor:
     ``batch_size`` requests and at exit)."""
 
     def __init__(
-        self, *, batch_size: int = 500, max_batch_bytes: int = 64 << 20, index: bool = True
+        self,
+        *,
+        batch_size: int = 500,
+        max_batch_bytes: int = 64 << 20,
+        index: bool = True,
+        index_every: int = 1,
+        index_interval_s: float = 2.0,
     ) -> None:
+        """``index_every``/``index_interval_s``: commit the search index once this many
+        messages wait or this much time has passed (bulk imports commit rarely; a single
+        message is searchable at once)."""
         self.tenant = current_tenant()
         self.batch_size = batch_size
         self.max_batch_bytes = max_batch_bytes
@@ -66,6 +76,10 @@ class Ingestor:
         self.results: list[IngestResult] = []
         self._blob_store: BlobStore | None = None
         self._extractor: Extractor | None = None
+        self.index_every = index_every
+        self.index_interval_s = index_interval_s
+        self._to_index: dict[int, steps.Indexable] = {}
+        self._last_index = time.monotonic()
 
     def __enter__(self) -> Ingestor:
         return self
@@ -74,6 +88,7 @@ class Ingestor:
         try:
             if exc[0] is None:
                 self.flush()
+                self.commit_index()
         finally:
             self.close()
 
@@ -221,22 +236,27 @@ class Ingestor:
         Placement.objects.bulk_create(new_rows, ignore_conflicts=True)
 
     def _index(self, items: list[_Item]) -> None:
-        """Index new messages, and known ones that were filed somewhere new (their
-        mailbox list in the index changes)."""
+        """Queue new messages, and known ones that were filed somewhere new (their
+        mailbox list in the index changes), for the next index commit."""
         todo: dict[int, _Item] = {}
         for item in items:
             if item.message is not None and (item.stored or item.placements_added):
                 todo.setdefault(item.message.pk, item)
         chosen = list(todo.values())
         texts = steps.attachment_texts(self.extractor, [item.parsed for item in chosen])
-        steps.index_messages(
-            TenantIndex.open(self.tenant.pk),
-            [
-                steps.Indexable(item.message, item.parsed, text)
-                for item, text in zip(chosen, texts, strict=True)
-                if item.message is not None
-            ],
-        )
+        for item, text in zip(chosen, texts, strict=True):
+            if item.message is not None:
+                self._to_index[item.message.pk] = steps.Indexable(item.message, item.parsed, text)
+        waited = time.monotonic() - self._last_index
+        if len(self._to_index) >= self.index_every or waited >= self.index_interval_s:
+            self.commit_index()
+
+    def commit_index(self) -> None:
+        """Make everything ingested so far searchable (and mark it indexed)."""
+        if self._to_index:
+            steps.index_messages(TenantIndex.open(self.tenant.pk), list(self._to_index.values()))
+            self._to_index.clear()
+        self._last_index = time.monotonic()
 
     def _folder(self, mailbox: Mailbox, path: str) -> Folder:
         key = (mailbox.pk, path.strip("/"))
