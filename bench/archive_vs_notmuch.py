@@ -104,6 +104,7 @@ def mailvault_env(var: Path) -> dict[str, str]:
 
 def setup_tenant(env: dict[str, str]) -> None:
     subprocess.run([BIN / "mailvault", "migrate", "-v0"], env=env, check=True)
+    subprocess.run([BIN / "mailvault", "collectstatic", "--noinput", "-v0"], env=env, check=True)
     script = textwrap.dedent(
         """
         from mailvault.accounts import services as acc

@@ -88,6 +88,10 @@ class TenantScopedManager(models.Manager[_M]):
     def get_queryset(self) -> models.QuerySet[_M]:
         return TenantScopedQuerySet(self.model, using=self._db).filter(tenant=current_tenant())
 
+    def none(self) -> models.QuerySet[_M]:
+        """The empty queryset needs no tenant (forms use it as a placeholder at import)."""
+        return TenantScopedQuerySet(self.model, using=self._db).none()
+
 
 class TenantOwned(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", editable=False)
