@@ -145,3 +145,24 @@ class Placement(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.message_id} in {self.folder_id}"
+
+
+class TenantDataKey(TenantOwned):
+    """The tenant's data key for the blob store, wrapped by the master key.
+
+    Destroying it (crypto-shredding) empties ``wrapped_key`` and sets ``destroyed_at``;
+    the row stays so the archive is refused for good rather than given a new key.
+    """
+
+    wrapped_key = models.BinaryField()
+    created_at = models.DateTimeField(default=timezone.now)
+    destroyed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant"], name="one_data_key_per_tenant")
+        ]
+
+    def __str__(self) -> str:
+        state = "destroyed" if self.destroyed_at else "active"
+        return f"data key of tenant {self.tenant_id} ({state})"

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from email import policy
 from email.header import decode_header, make_header
 from email.message import Message as EmailMessage
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser, BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
 import nh3
@@ -107,10 +107,27 @@ def _filename(part: EmailMessage) -> str:
     return header_text(name) if name else ""
 
 
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+def _read(raw: bytes) -> EmailMessage:
+    """The parsed message. A single-part message (most mail) takes a fast path: only its
+    header block goes through the MIME parser, the body is attached as it is, which
+    gives the same message object without feeding every body line through the parser."""
+    end = _HEADER_END.search(raw)
+    if end is not None:
+        head = BytesHeaderParser(policy=policy.compat32).parsebytes(raw[: end.start()] + b"\n\n")
+        maintype = head.get_content_maintype()
+        if maintype not in ("multipart", "message") and head.keys():
+            head.set_payload(raw[end.end() :].decode("ascii", "surrogateescape"))
+            return head
+    return BytesParser(policy=policy.compat32).parsebytes(raw)
+
+
 def parse_message(raw: bytes) -> ParsedMessage:
     result = ParsedMessage()
     try:
-        msg = BytesParser(policy=policy.compat32).parsebytes(raw)
+        msg = _read(raw)
     except Exception as exc:  # the parser must never lose a message
         result.unparseable = True
         result.problems.append(f"MIME parser failed: {exc}")

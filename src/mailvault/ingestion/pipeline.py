@@ -25,6 +25,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
+from mailvault.archive.bulk import insert_rows
 from mailvault.archive.models import Folder, Mailbox, MailboxAddress, Message, Placement
 from mailvault.archive.services import folder_for_path
 from mailvault.archive.store import BlobStore, store_for
@@ -175,18 +176,21 @@ class Ingestor:
     def _record(self, items: list[_Item]) -> None:
         now = timezone.now()
         with transaction.atomic():
-            created: dict[str, Message] = {}
+            first_of: dict[str, _Item] = {}
             for item in items:
-                if item.message is not None:
-                    continue
-                if item.sha256 in created:
-                    item.message = created[item.sha256]
-                    continue
-                item.message = _new_message(item, now)
-                created[item.sha256] = item.message
-            if created:
-                Message.objects.bulk_create(list(created.values()))
-                # bulk_create sets primary keys on SQLite and PostgreSQL alike.
+                if item.message is None:
+                    first_of.setdefault(item.sha256, item)
+            if first_of:
+                insert_rows(
+                    Message,
+                    MESSAGE_FIELDS,
+                    [_message_row(item, now) for item in first_of.values()],
+                    ignore_conflicts=True,  # a concurrent ingest may have stored it first
+                )
+                recorded = {m.sha256: m for m in Message.objects.filter(sha256__in=list(first_of))}
+                for item in items:
+                    if item.message is None:
+                        item.message = recorded[item.sha256]
             self._place(items, now)
 
     def _place(self, items: list[_Item], now: datetime) -> None:
@@ -222,18 +226,14 @@ class Ingestor:
         for key, (item, folder, source_ref) in wanted.items():
             if key in present:
                 continue
-            assert item.message is not None
-            new_rows.append(
-                Placement(
-                    message=item.message,
-                    mailbox_id=folder.mailbox_id,
-                    folder=folder,
-                    source_ref=source_ref[:512],
-                    added_at=now,
-                )
-            )
+            new_rows.append((key[1], folder.mailbox_id, folder.pk, source_ref[:512], now))
             item.placements_added += 1
-        Placement.objects.bulk_create(new_rows, ignore_conflicts=True)
+        insert_rows(
+            Placement,
+            ["message", "mailbox", "folder", "source_ref", "added_at"],
+            new_rows,
+            ignore_conflicts=True,
+        )
 
     def _index(self, items: list[_Item]) -> None:
         """Queue new messages, and known ones that were filed somewhere new (their
@@ -267,28 +267,53 @@ class Ingestor:
         return folder
 
 
-def _new_message(item: _Item, now: datetime) -> Message:
+MESSAGE_FIELDS = [
+    "sha256",
+    "size",
+    "message_id",
+    "date",
+    "from_address",
+    "from_name",
+    "to",
+    "cc",
+    "bcc",
+    "envelope_from",
+    "envelope_recipients",
+    "subject",
+    "attachment_names",
+    "has_attachments",
+    "archived_at",
+    "source",
+    "unparseable",
+    "parse_problem",
+    "indexed",
+]
+
+
+def _message_row(item: _Item, now: datetime) -> tuple[object, ...]:
+    """The values of a new Message row, in MESSAGE_FIELDS order."""
     parsed = item.parsed
     request = item.request
-    return Message(
-        sha256=item.sha256,
-        size=len(request.raw),
-        message_id=parsed.message_id,
-        date=parsed.date,
-        from_address=parsed.from_address[:254],
-        from_name=parsed.from_name[:200],
-        to=parsed.to,
-        cc=parsed.cc,
-        bcc=parsed.bcc,
-        envelope_from=request.envelope_from[:254],
-        envelope_recipients=[r.casefold() for r in request.envelope_recipients],
-        subject=parsed.subject,
-        attachment_names=parsed.attachment_names,
-        has_attachments=parsed.has_attachments,
-        archived_at=now,
-        source=request.source,
-        unparseable=parsed.unparseable,
-        parse_problem="; ".join(parsed.problems)[:2000],
+    return (
+        item.sha256,
+        len(request.raw),
+        parsed.message_id,
+        parsed.date,
+        parsed.from_address[:254],
+        parsed.from_name[:200],
+        parsed.to,
+        parsed.cc,
+        parsed.bcc,
+        request.envelope_from[:254],
+        [r.casefold() for r in request.envelope_recipients],
+        parsed.subject,
+        parsed.attachment_names,
+        parsed.has_attachments,
+        now,
+        request.source,
+        parsed.unparseable,
+        "; ".join(parsed.problems)[:2000],
+        False,
     )
 
 

@@ -1,0 +1,576 @@
+"""The byte-exact, deduplicating, encrypted blob store of one tenant.
+
+Layout under ``root``: ``packs/NNNNNNNN.pack`` (append-only record logs, rolled at
+``pack_size_limit``), ``index.sqlite3`` (see :mod:`.index`) and ``write.lock``.
+
+Durability contract:
+
+* ``put(raw)`` (``durable=True``, the default) returns once the records are fsynced
+  and the index has committed them.
+* Inside ``with store.batch():`` (or ``put_many``) and with ``put(raw, durable=False)``
+  the data is written to the pack at once, readable through this store object at once,
+  and made durable by one fsync and one index commit when the batch ends, at
+  ``flush()``/``close()``, or automatically every ``autoflush_records`` records or
+  ``autoflush_bytes`` bytes. A crash before that loses at most those puts; records that
+  did reach the disk whole are re-indexed by the next writer, a torn one is cut off.
+
+Concurrency: one writer per tenant store at a time, enforced with ``flock`` on
+``write.lock`` from a writer's first write until its flush; any number of readers (in
+this or other processes) read what the index has committed. A store object may be
+shared by threads. Keep batches short: other writers wait (``lock_timeout``, then
+:class:`StoreLocked`) until the holder flushes. Do not fork with a store holding the
+lock (the child would inherit it); open stores after forking.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from mailvault.archive.store import chunking
+from mailvault.archive.store.codec import RecordCodec, key_check
+from mailvault.archive.store.errors import (
+    BlobNotFound,
+    CorruptRecord,
+    IntegrityError,
+    StoreAuthError,
+    StoreError,
+    StoreLocked,
+    WrongKeyError,
+)
+from mailvault.archive.store.index import Index, Location
+from mailvault.archive.store.maintenance import (
+    RebuildReport,
+    VerifyReport,
+    rebuild_index_from_packs,
+    verify,
+)
+from mailvault.archive.store.packs import PackFiles, fsync_dir, write_all
+from mailvault.archive.store.reader import BlobReader
+from mailvault.archive.store.recipe import ChunkRef, RecipeBuilder
+from mailvault.archive.store.records import (
+    HEADER_SIZE,
+    KIND_CHUNK,
+    KIND_NAMES,
+    KIND_RECIPE,
+    PACK_HEADER_SIZE,
+    TRAILER_SIZE,
+    parse_header,
+)
+
+READ_BLOCK = 1024 * 1024
+STREAM_ABOVE = 8 * 1024 * 1024  # bigger messages given as bytes are still split as streams
+_FORMAT = b"1"
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    """A stored message: its SHA-256 (hex) and size. ``created`` is False when the bytes
+    were already stored (single instance); it does not take part in equality."""
+
+    sha256: str
+    size: int
+    created: bool = field(default=True, compare=False)
+
+
+@dataclass(frozen=True)
+class PreparedBlob:
+    """A message sealed into records, ready to append (see :meth:`BlobStore.prepare`)."""
+
+    sha256: bytes
+    size: int
+    chunks: tuple[tuple[bytes, int, bytes], ...]  # (sha256, size, sealed record)
+    recipe: bytes  # the sealed recipe record
+
+
+def _digest(sha256: str) -> bytes:
+    try:
+        digest = bytes.fromhex(sha256)
+    except ValueError:
+        digest = b""
+    if len(digest) != 32:
+        raise ValueError(f"{sha256!r} is not a SHA-256 in hex")
+    return digest
+
+
+class BlobStore:
+    def __init__(
+        self,
+        root: Path | str,
+        data_key: bytes,
+        *,
+        compression_level: int = 3,
+        pack_size_limit: int = 256 * 1024 * 1024,
+        lock_timeout: float | None = 60.0,
+        autoflush_records: int = 10_000,
+        autoflush_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        self.root = Path(root)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.pack_size_limit = pack_size_limit
+        self.lock_timeout = lock_timeout
+        self.autoflush_records = autoflush_records
+        self.autoflush_bytes = autoflush_bytes
+        self._codec = RecordCodec(data_key, level=compression_level)
+        self._key_check = key_check(data_key)
+        self._packs = PackFiles(self.root / "packs")
+        self._index = Index(self.root / "index.sqlite3")
+        self._lock = threading.RLock()
+        self._lock_fd: int | None = None
+        self._append_fd: int | None = None
+        self._append_pack = 0
+        self._append_end = 0
+        self._dirty: dict[int, int] = {}
+        self._new_pack_file = False
+        self._batch_depth = 0
+        self._pending_records = 0
+        self._pending_bytes = 0
+        self._closed = False
+        try:
+            self._check_key()
+            self._recover_at_open()
+        except BaseException:
+            self._index.close()
+            self._packs.close()
+            raise
+
+    # ----------------------------------------------------------------- public API
+
+    def put(
+        self, data: bytes | bytearray | memoryview | BinaryIO, *, durable: bool = True
+    ) -> BlobRef:
+        """Store a message (bytes, or a binary stream read to its end) once."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            return self._put_stream(data, durable)
+        raw = data if isinstance(data, bytes) else bytes(data)
+        digest = hashlib.sha256(raw).digest()
+        with self._lock:
+            existing = self._known(digest)
+        if existing is not None:
+            return existing
+        if len(raw) > STREAM_ABOVE:
+            return self._put_stream(io.BytesIO(raw), durable)
+        return self.put_prepared(self._prepare(raw, digest), durable=durable)
+
+    def prepare(self, raw: bytes) -> PreparedBlob:
+        """Hash, split, compress and encrypt a message without touching the store.
+
+        Thread-safe and lock-free: a pipeline can prepare in parallel and hand the
+        results to :meth:`put_prepared`, which only appends and indexes.
+        """
+        return self._prepare(raw, hashlib.sha256(raw).digest())
+
+    def put_prepared(self, prepared: PreparedBlob, *, durable: bool = True) -> BlobRef:
+        with self._lock:
+            if self._lock_fd is None:
+                existing = self._known(prepared.sha256)
+                if existing is not None:
+                    return existing
+                self._acquire_write()
+            # Checked (again) under the write lock: another writer may have stored it.
+            existing = self._known(prepared.sha256)
+            if existing is not None:
+                self._after_duplicate(durable)
+                return existing
+            for digest, size, record in prepared.chunks:
+                if self._index.lookup(KIND_CHUNK, digest) is None:
+                    self._append(KIND_CHUNK, digest, size, record)
+            self._append(KIND_RECIPE, prepared.sha256, prepared.size, prepared.recipe)
+            self._after_put(durable)
+            return BlobRef(prepared.sha256.hex(), prepared.size, True)
+
+    def put_many(self, items: Iterable[bytes | BinaryIO]) -> list[BlobRef]:
+        """Store many messages with one fsync at the end."""
+        with self.batch():
+            return [self.put(item, durable=False) for item in items]
+
+    @contextmanager
+    def batch(self) -> Iterator[BlobStore]:
+        """Group commit: puts inside are made durable together when the block ends."""
+        with self._lock:
+            self._batch_depth += 1
+        try:
+            yield self
+        finally:
+            with self._lock:
+                self._batch_depth -= 1
+                if self._batch_depth == 0:
+                    self.flush()
+
+    def has(self, sha256: str) -> bool:
+        return self.ref(sha256) is not None
+
+    def ref(self, sha256: str) -> BlobRef | None:
+        with self._lock:
+            location = self._index.lookup(KIND_RECIPE, _digest(sha256))
+        return None if location is None else BlobRef(sha256.lower(), location.size, False)
+
+    def open(self, sha256: str) -> BlobReader:
+        """A streaming reader over the original bytes (bounded memory)."""
+        digest = _digest(sha256)
+        with self._lock:
+            location = self._index.lookup(KIND_RECIPE, digest)
+        if location is None:
+            raise BlobNotFound(f"no message {sha256} in this store")
+        recipe = self._read_record(location, KIND_RECIPE, digest)
+        return BlobReader(digest, location.size, recipe, self._read_chunk)
+
+    def get(self, sha256: str) -> bytes:
+        """The original bytes, checked against their SHA-256."""
+        return self.open(sha256).readall()
+
+    def flush(self) -> None:
+        """Make every write so far durable (fsync, then index commit); release the lock."""
+        with self._lock:
+            if self._lock_fd is None:
+                return
+            try:
+                if self._dirty and self._append_fd is not None:
+                    os.fsync(self._append_fd)
+                if self._new_pack_file:
+                    fsync_dir(self._packs.directory)
+                for pack, end in self._dirty.items():
+                    self._index.set_committed_end(pack, end)
+                self._index.commit()
+            finally:
+                self._index.rollback()  # no-op after a commit; undoes a failed one
+                self._release_write()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                self.flush()
+            finally:
+                self._closed = True
+                if self._append_fd is not None:
+                    os.close(self._append_fd)
+                    self._append_fd = None
+                self._packs.close()
+                self._index.close()
+
+    def __enter__(self) -> BlobStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def verify(self) -> VerifyReport:
+        """Re-read, decrypt and re-hash every record; rebuild every message."""
+        return verify(self)
+
+    def rebuild_index_from_packs(self, *, authenticate: bool = True) -> RebuildReport:
+        """Regenerate the index from the pack files alone."""
+        return rebuild_index_from_packs(self, authenticate=authenticate)
+
+    def message_count(self) -> int:
+        with self._lock:
+            return self._index.count(KIND_RECIPE)
+
+    def location(self, sha256: str) -> Location | None:
+        """Where the message's recipe record lives (for diagnostics and tests)."""
+        with self._lock:
+            return self._index.lookup(KIND_RECIPE, _digest(sha256))
+
+    # ------------------------------------------------------------------ writing
+
+    def _known(self, digest: bytes) -> BlobRef | None:
+        location = self._index.lookup(KIND_RECIPE, digest)
+        return None if location is None else BlobRef(digest.hex(), location.size, False)
+
+    def _put_stream(self, stream: BinaryIO, durable: bool) -> BlobRef:
+        hasher = hashlib.sha256()
+        size = 0
+
+        def hashed_blocks() -> Iterator[bytes]:
+            nonlocal size
+            for block in _blocks(stream):
+                hasher.update(block)
+                size += len(block)
+                yield block
+
+        with self._lock:
+            self._acquire_write()
+            builder = RecipeBuilder()
+            try:
+                for segment in chunking.split_blocks(hashed_blocks()):
+                    self._add_segment(builder, segment)
+            except BaseException:
+                # The source failed midway. The chunks written so far are whole records
+                # (harmless; a compaction drops them); do not keep the lock for them.
+                if self._batch_depth == 0 and self._pending_records == 0:
+                    self.flush()
+                raise
+            digest = hasher.digest()
+            existing = self._known(digest)
+            if existing is not None:
+                self._after_duplicate(durable)
+                return existing
+            self._append_record(KIND_RECIPE, digest, size, builder.encode())
+            self._after_put(durable)
+            return BlobRef(digest.hex(), size, True)
+
+    def _prepare(self, raw: bytes, digest: bytes) -> PreparedBlob:
+        builder = RecipeBuilder()
+        chunks: list[tuple[bytes, int, bytes]] = []
+        seen: set[bytes] = set()
+        for segment in chunking.split(raw):
+            if segment.inline:
+                builder.literal(segment.data)
+                continue
+            chunk_digest = hashlib.sha256(segment.data).digest()
+            size = len(segment.data)
+            if chunk_digest not in seen:
+                seen.add(chunk_digest)
+                record = self._codec.seal(KIND_CHUNK, chunk_digest, size, segment.data)
+                chunks.append((chunk_digest, size, record))
+            builder.chunk(chunk_digest, size)
+        recipe = self._codec.seal(KIND_RECIPE, digest, len(raw), builder.encode())
+        return PreparedBlob(digest, len(raw), tuple(chunks), recipe)
+
+    def _add_segment(self, builder: RecipeBuilder, segment: chunking.Segment) -> None:
+        if segment.inline:
+            builder.literal(segment.data)
+            return
+        digest = hashlib.sha256(segment.data).digest()
+        if self._index.lookup(KIND_CHUNK, digest) is None:
+            self._append_record(KIND_CHUNK, digest, len(segment.data), segment.data)
+        builder.chunk(digest, len(segment.data))
+
+    def _append_record(self, kind: int, digest: bytes, size: int, plain: bytes) -> None:
+        self._append(kind, digest, size, self._codec.seal(kind, digest, size, plain))
+
+    def _append(self, kind: int, digest: bytes, size: int, record: bytes) -> None:
+        if (
+            self._append_end + len(record) > self.pack_size_limit
+            and self._append_end > PACK_HEADER_SIZE
+        ):
+            self._roll()
+        assert self._append_fd is not None
+        offset = self._append_end
+        try:
+            write_all(self._append_fd, record)
+        except BaseException:
+            self._abandon_write(offset)
+            raise
+        self._append_end += len(record)
+        self._dirty[self._append_pack] = self._append_end
+        self._pending_bytes += len(record)
+        self._index.add(kind, digest, Location(self._append_pack, offset, len(record), size))
+
+    def _abandon_write(self, offset: int) -> None:
+        """A write failed (disk full, I/O error): cut the partial record, forget the
+        uncommitted index rows and let go of the lock. Whole records written earlier in
+        this batch stay in the pack and are indexed again by the next writer."""
+        try:
+            if self._append_fd is not None:
+                os.ftruncate(self._append_fd, offset)
+        except OSError:
+            pass  # the next writer's tail repair cuts it instead
+        finally:
+            self._index.rollback()
+            self._release_write()
+
+    def _roll(self) -> None:
+        assert self._append_fd is not None
+        os.fsync(self._append_fd)
+        os.close(self._append_fd)
+        self._append_pack += 1
+        self._append_fd = self._packs.create(self._append_pack)
+        self._append_end = PACK_HEADER_SIZE
+        self._dirty[self._append_pack] = self._append_end
+        self._new_pack_file = True
+
+    def _after_put(self, durable: bool) -> None:
+        self._pending_records += 1
+        if (durable and self._batch_depth == 0) or (
+            self._pending_records >= self.autoflush_records
+            or self._pending_bytes >= self.autoflush_bytes
+        ):
+            self.flush()
+
+    def _after_duplicate(self, durable: bool) -> None:
+        """Nothing new was written: do not keep the lock just for this put."""
+        if self._batch_depth == 0 and (durable or self._pending_records == 0):
+            self.flush()
+
+    def _acquire_write(self, *, recover: bool = True, wait: bool = True) -> None:
+        """Take the tenant's write lock and open the index transaction (if not held)."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        if self._lock_fd is not None:
+            return
+        fd = os.open(self.root / "write.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self._flock(fd, self.lock_timeout if wait else 0.0)
+            self._index.begin()
+        except BaseException:
+            os.close(fd)
+            raise
+        self._lock_fd = fd
+        try:
+            if recover:
+                self._recover_tails()
+        except BaseException:
+            self._index.rollback()
+            self._release_write()
+            raise
+
+    def _flock(self, fd: int, timeout: float | None) -> None:
+        if timeout is None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise StoreLocked(
+                        f"another writer held {self.root} for over {timeout}s"
+                    ) from None
+                time.sleep(0.005)
+
+    def _release_write(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        self._dirty.clear()
+        self._new_pack_file = False
+        self._pending_records = 0
+        self._pending_bytes = 0
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def _recover_tails(self) -> None:
+        """Index whole records other writers left uncommitted; cut off a torn tail."""
+        committed = self._index.packs()
+        ids = self._packs.ids()
+        for pack in ids:
+            start = committed.get(pack, 0)
+            size = self._packs.size(pack)
+            if pack in committed and size == start:
+                continue
+            if size < start:
+                raise CorruptRecord(
+                    f"pack {pack} of {self.root} is shorter ({size} bytes) than the index "
+                    f"says ({start}); nothing more is written until `verify` has been run "
+                    "and the index rebuilt from the packs"
+                )
+            found, end = self._packs.repair_tail(pack, start)
+            for offset, header in found:
+                location = Location(pack, offset, header.record_len, header.blob_size)
+                self._index.add(header.kind, header.sha256, location)
+            self._dirty[pack] = end
+        self._open_append(ids[-1] if ids else 0)
+
+    def _recover_at_open(self) -> None:
+        """Repair a pack tail left by a crashed writer now, unless a writer is active
+        (then it is that writer's job, done when it next takes the lock)."""
+        committed = self._index.packs()
+        ids = self._packs.ids()
+        if not ids:
+            return
+        suspects = {pack for pack in ids if pack not in committed} | {ids[-1]}
+        if all(committed.get(pack) == self._packs.size(pack) for pack in suspects):
+            return
+        with self._lock:
+            try:
+                self._acquire_write(wait=False)
+            except StoreLocked:
+                return
+            self.flush()
+
+    def _open_append(self, last: int) -> None:
+        if self._append_fd is not None and self._append_pack != last:
+            os.close(self._append_fd)
+            self._append_fd = None
+        if last == 0:
+            self._append_pack = 1
+            self._append_fd = self._packs.create(1)
+            self._new_pack_file = True
+            self._dirty[1] = PACK_HEADER_SIZE
+        elif self._append_fd is None:
+            self._append_pack = last
+            self._append_fd = self._packs.open_for_append(last)
+        self._append_end = os.fstat(self._append_fd).st_size
+
+    def _check_key(self) -> None:
+        stored = self._index.get_meta("key_check")
+        if stored == self._key_check:
+            return
+        if stored is not None:
+            raise WrongKeyError(f"the data key given is not the key of the store at {self.root}")
+        with self._lock:
+            self._acquire_write(recover=False)
+            try:
+                stored = self._index.get_meta("key_check")
+                if stored is None and self._packs.ids():
+                    # Packs without an index (it was lost or deleted): regenerate it.
+                    self._index.rollback()
+                    self._release_write()
+                    self.rebuild_index_from_packs()
+                    return
+                if stored is not None and stored != self._key_check:
+                    raise WrongKeyError(
+                        f"the data key given is not the key of the store at {self.root}"
+                    )
+                self._index.set_meta("format", _FORMAT)
+                self._index.set_meta("key_check", self._key_check)
+                self._recover_tails()
+            except BaseException:
+                self._index.rollback()
+                self._release_write()
+                raise
+            self.flush()
+
+    # ------------------------------------------------------------------ reading
+
+    def _read_record(self, location: Location, kind: int, digest: bytes) -> bytes:
+        where = (
+            f"{KIND_NAMES[kind]} {digest.hex()} (pack {location.pack}, offset {location.offset})"
+        )
+        data = self._packs.read(location.pack, location.offset, location.length)
+        header = parse_header(data)
+        if (
+            header is None
+            or header.record_len != len(data)
+            or header.kind != kind
+            or header.sha256 != digest
+        ):
+            raise CorruptRecord(f"{where}: the record's framing is damaged")
+        try:
+            return self._codec.open(header, data[HEADER_SIZE : len(data) - TRAILER_SIZE])
+        except (StoreAuthError, CorruptRecord) as exc:
+            raise type(exc)(f"{where}: {exc}") from exc
+
+    def _read_chunk(self, ref: ChunkRef) -> bytes:
+        with self._lock:
+            location = self._index.lookup(KIND_CHUNK, ref.sha256)
+        if location is None:
+            raise BlobNotFound(f"chunk {ref.sha256.hex()} is missing from the index")
+        plain = self._read_record(location, KIND_CHUNK, ref.sha256)
+        if len(plain) != ref.size or hashlib.sha256(plain).digest() != ref.sha256:
+            raise IntegrityError(
+                f"chunk {ref.sha256.hex()} (pack {location.pack}, offset {location.offset}) "
+                "does not hash to its SHA-256"
+            )
+        return plain
+
+
+def _blocks(stream: BinaryIO) -> Iterator[bytes]:
+    while True:
+        block = stream.read(READ_BLOCK)
+        if not block:
+            return
+        yield block

@@ -1,0 +1,125 @@
+"""The per-tenant index: SHA-256 -> (pack, offset, length), in a SQLite file.
+
+Why SQLite next to the packs and not the Django database: the index is derived data
+that must change in step with the pack files it points into (one fsync order, one lock,
+one directory to back up or move), it is on the hottest path (a lookup per chunk and per
+message, thousands per second) where a round trip to PostgreSQL would cost more than the
+whole put, and it can be thrown away and regenerated from the packs alone
+(:func:`~mailvault.archive.store.maintenance.rebuild_index_from_packs`). WAL mode lets
+readers in other processes look up while the single writer appends.
+
+``synchronous=NORMAL`` is enough: the packs are fsynced before the index commits, and a
+commit lost in a power failure is recovered from the pack tail on the next write.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailvault.archive.store.records import KIND_CHUNK, KIND_RECIPE
+
+_TABLES = {KIND_CHUNK: "chunks", KIND_RECIPE: "messages"}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS packs (id INTEGER PRIMARY KEY, committed_end INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+    sha BLOB PRIMARY KEY, pack INTEGER NOT NULL, offset INTEGER NOT NULL,
+    length INTEGER NOT NULL, size INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS messages (
+    sha BLOB PRIMARY KEY, pack INTEGER NOT NULL, offset INTEGER NOT NULL,
+    length INTEGER NOT NULL, size INTEGER NOT NULL
+) WITHOUT ROWID;
+-- by location: verify walks a pack against it, a compaction finds a pack's records
+CREATE INDEX IF NOT EXISTS chunks_location ON chunks (pack, offset);
+CREATE INDEX IF NOT EXISTS messages_location ON messages (pack, offset);
+"""
+
+
+@dataclass(frozen=True)
+class Location:
+    pack: int
+    offset: int
+    length: int
+    size: int  # the stored blob's own size (chunk or whole message)
+
+
+class Index:
+    """Not thread-safe by itself: the store serialises access with its own lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=60)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self.in_transaction = False
+
+    def close(self) -> None:
+        self._db.close()
+
+    def begin(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        self.in_transaction = True
+
+    def commit(self) -> None:
+        self._db.execute("COMMIT")
+        self.in_transaction = False
+
+    def rollback(self) -> None:
+        if self.in_transaction:
+            self._db.execute("ROLLBACK")
+            self.in_transaction = False
+
+    def get_meta(self, key: str) -> bytes | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def set_meta(self, key: str, value: bytes) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def lookup(self, kind: int, sha: bytes) -> Location | None:
+        row = self._db.execute(
+            f"SELECT pack, offset, length, size FROM {_TABLES[kind]} WHERE sha = ?",  # noqa: S608
+            (sha,),
+        ).fetchone()
+        return None if row is None else Location(*row)
+
+    def add(self, kind: int, sha: bytes, location: Location) -> None:
+        self._db.execute(
+            f"INSERT OR IGNORE INTO {_TABLES[kind]} (sha, pack, offset, length, size) "  # noqa: S608
+            "VALUES (?, ?, ?, ?, ?)",
+            (sha, location.pack, location.offset, location.length, location.size),
+        )
+
+    def packs(self) -> dict[int, int]:
+        """Pack id -> the end of its last record that the index has committed."""
+        return dict(self._db.execute("SELECT id, committed_end FROM packs").fetchall())
+
+    def set_committed_end(self, pack: int, end: int) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO packs (id, committed_end) VALUES (?, ?)", (pack, end)
+        )
+
+    def records_in_pack(self, pack: int) -> dict[int, tuple[int, bytes]]:
+        """Offset -> (kind, sha) of every indexed record in one pack."""
+        found: dict[int, tuple[int, bytes]] = {}
+        for kind, table in _TABLES.items():
+            rows = self._db.execute(
+                f"SELECT offset, sha FROM {table} WHERE pack = ?",  # noqa: S608
+                (pack,),
+            )
+            for offset, sha in rows:
+                found[offset] = (kind, bytes(sha))
+        return found
+
+    def count(self, kind: int) -> int:
+        return int(self._db.execute(f"SELECT count(*) FROM {_TABLES[kind]}").fetchone()[0])  # noqa: S608
+
+    def clear(self) -> None:
+        """Forget every record (inside the caller's transaction): for rebuilds."""
+        for table in ("chunks", "messages", "packs"):
+            self._db.execute(f"DELETE FROM {table}")  # noqa: S608

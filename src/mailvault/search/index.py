@@ -1,0 +1,421 @@
+"""A tenant's full-text index: one tantivy index directory per tenant.
+
+The index is a projection of the archive: it can be dropped and rebuilt (``reindex``),
+and ``message_ids()`` lets a reconcile step find messages that are archived but missing
+here. Every search carries a :class:`Scope`; there is no method that searches without one.
+Each document also carries its tenant id, and every query requires it, so even a
+misplaced directory could not answer for another tenant.
+
+Writers: tantivy allows one writer per index directory across processes (a lock file);
+``add``/``delete``/``reindex`` open one, commit, and release it, retrying while another
+process holds it. Readers notice commits from any process by checking ``meta.json``
+before each search, so new mail is searchable as soon as its batch is committed.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from typing import ClassVar
+
+import tantivy
+from tantivy import Occur, Order, Query
+
+from mailvault.search._compile import Compiler
+from mailvault.search._schema import SCHEMA_VERSION, build_schema, register_analyzers
+from mailvault.search.query import QuerySyntaxError, parse
+from mailvault.search.types import (
+    Address,
+    IndexDocument,
+    Scope,
+    SearchHit,
+    SearchResult,
+    SortOrder,
+)
+
+WRITER_HEAP_BYTES = 128 * 1024 * 1024
+WRITER_LOCK_TIMEOUT = 30.0
+MAX_INDEXED_CHARS = 4_000_000  # per text field; extraction limits should bite earlier
+PREVIEW_CHARS = 320  # body prefix kept in the index for snippets (size matters: issue 3)
+SNIPPET_CHARS = 200
+MAX_LIMIT = 1000
+_VERSION_FILE = "mailvault-index.json"
+_TENANT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+TextLoader = Callable[[list[int]], dict[int, str]]
+
+# tantivy keeps dates as 64-bit nanoseconds (1677..2262); real mail says "year 102" too.
+_MIN_DATE = datetime(1678, 1, 1, tzinfo=UTC)
+_MAX_DATE = datetime(2262, 1, 1, tzinfo=UTC)
+
+
+def _index_date(value: datetime) -> datetime:
+    """``value`` clamped into the range tantivy can store."""
+    try:
+        return min(max(value, _MIN_DATE), _MAX_DATE)
+    except OverflowError:  # an offset pushes a year-1 date below datetime's range
+        return _MIN_DATE
+
+
+class IndexSchemaMismatch(RuntimeError):
+    """The directory holds an index of another schema version: run ``mailvault reindex``."""
+
+
+def _tenant_key(tenant_id: object) -> str:
+    key = str(tenant_id)
+    if not _TENANT_ID_RE.match(key):
+        raise ValueError(f"invalid tenant id for an index directory: {key!r}")
+    return key
+
+
+def _default_base_dir() -> Path:
+    from django.conf import settings
+
+    return Path(settings.MAILVAULT_INDEX_DIR)
+
+
+def _default_tz() -> tzinfo:
+    from django.conf import settings
+
+    if settings.configured:
+        from django.utils import timezone
+
+        return timezone.get_default_timezone()
+    return UTC  # pragma: no cover
+
+
+class TenantIndex:
+    """Open with :meth:`open`; instances are shared per directory within a process."""
+
+    _instances: ClassVar[dict[Path, TenantIndex]] = {}
+    _instances_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, tenant_id: str, path: Path) -> None:
+        self.tenant_id = tenant_id
+        self.path = path
+        self._schema = build_schema()
+        self._index = self._open_or_create()
+        self._write_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._meta_stamp: tuple[int, int] | None = None
+        self._regex_cache: dict[tuple[str, str], Query] = {}
+        self._reload()
+
+    # --- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, tenant_id: object, *, base_dir: Path | None = None) -> TenantIndex:
+        """The index of ``tenant_id`` under ``base_dir`` (default MAILVAULT_INDEX_DIR)."""
+        key = _tenant_key(tenant_id)
+        path = (Path(base_dir) if base_dir else _default_base_dir()).resolve() / key
+        with cls._instances_lock:
+            inst = cls._instances.get(path)
+            if inst is None:
+                inst = cls(key, path)
+                cls._instances[path] = inst
+            return inst
+
+    @classmethod
+    def destroy(cls, tenant_id: object, *, base_dir: Path | None = None) -> None:
+        """Delete a tenant's index directory (tenant removal, or a schema change)."""
+        key = _tenant_key(tenant_id)
+        path = (Path(base_dir) if base_dir else _default_base_dir()).resolve() / key
+        with cls._instances_lock:
+            cls._instances.pop(path, None)
+        shutil.rmtree(path, ignore_errors=True)
+
+    def _open_or_create(self) -> tantivy.Index:
+        self.path.mkdir(parents=True, exist_ok=True)
+        version_file = self.path / _VERSION_FILE
+        exists = tantivy.Index.exists(str(self.path))
+        if exists:
+            try:
+                version = json.loads(version_file.read_text())["schema_version"]
+            except (OSError, ValueError, KeyError):
+                version = None
+            if version != SCHEMA_VERSION:
+                raise IndexSchemaMismatch(
+                    f"{self.path} holds search index schema {version}, this version "
+                    f"needs {SCHEMA_VERSION}; rebuild it with `mailvault reindex`"
+                )
+        index = tantivy.Index(self._schema, path=str(self.path), reuse=True)
+        if not exists:
+            version_file.write_text(json.dumps({"schema_version": SCHEMA_VERSION}))
+        register_analyzers(index)
+        index.config_reader(reload_policy="Manual")
+        return index
+
+    # --- writing -------------------------------------------------------------------------
+
+    @contextmanager
+    def _writer(self) -> Iterator[tantivy.IndexWriter]:
+        with self._write_lock:
+            writer = self._acquire_writer()
+            try:
+                yield writer
+                writer.commit()
+            except BaseException:
+                writer.rollback()
+                raise
+            finally:
+                writer.wait_merging_threads()  # also releases the directory lock
+            self._reload(force=True)
+
+    def _acquire_writer(self) -> tantivy.IndexWriter:
+        deadline = time.monotonic() + WRITER_LOCK_TIMEOUT
+        while True:
+            try:
+                return self._index.writer(heap_size=WRITER_HEAP_BYTES)
+            except ValueError as exc:  # another process holds the writer lock
+                if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def add(self, docs: Iterable[IndexDocument], *, replace: bool = True) -> int:
+        """Index ``docs`` in one batch and commit; returns how many were added.
+
+        With ``replace`` (the default) a message already indexed is replaced, so adding
+        it again after it was filed into another mailbox updates its mailbox list.
+        """
+        count = 0
+        with self._writer() as writer:
+            for doc in docs:
+                if replace:
+                    writer.delete_documents_by_query(self._id_query(doc.message_id))
+                writer.add_document(self._document(doc))
+                count += 1
+        return count
+
+    def delete(self, message_ids: Iterable[int]) -> None:
+        with self._writer() as writer:
+            for mid in message_ids:
+                writer.delete_documents_by_query(self._id_query(int(mid)))
+
+    def reindex(self, docs: Iterable[IndexDocument]) -> int:
+        """Replace the whole index by ``docs`` in one commit (searches see old or new)."""
+        count = 0
+        with self._writer() as writer:
+            writer.delete_all_documents()
+            for doc in docs:
+                writer.add_document(self._document(doc))
+                count += 1
+        return count
+
+    def _id_query(self, message_id: int) -> Query:
+        return Query.term_query(self._schema, "message_id", message_id)
+
+    def clear(self) -> None:
+        with self._writer() as writer:
+            writer.delete_all_documents()
+
+    def _document(self, d: IndexDocument) -> tantivy.Document:
+        doc = tantivy.Document()
+        doc.add_unsigned("message_id", d.message_id)
+        doc.add_text("tenant", self.tenant_id)
+        for mailbox in sorted(set(d.mailbox_ids)):
+            doc.add_unsigned("mailbox", mailbox)
+        doc.add_date("date", _index_date(d.date))
+        if d.archived_at is not None:
+            doc.add_date("archived_at", _index_date(d.archived_at))
+        doc.add_unsigned("size", d.size)
+        doc.add_boolean("has_attachment", d.has_attachment)
+        if d.subject:
+            doc.add_text("subject", d.subject[:MAX_INDEXED_CHARS])
+        if d.body:
+            doc.add_text("body", d.body[:MAX_INDEXED_CHARS])
+            doc.add_bytes("preview", d.body[:PREVIEW_CHARS].encode("utf-8", "replace"))
+        if d.attachment_text:
+            doc.add_text("att_text", d.attachment_text[:MAX_INDEXED_CHARS])
+        for name in d.attachment_names:
+            doc.add_text("att_name", name)
+            doc.add_text("att_name_raw", name)
+        for folder in d.folder_paths:
+            doc.add_text("folder", folder)
+            doc.add_text("folder_raw", folder)
+        if d.sender is not None:
+            self._add_party(doc, "from", [d.sender])
+            doc.add_bytes("from_name", d.sender.name.encode("utf-8", "replace"))
+        self._add_party(doc, "to", d.to)
+        self._add_party(doc, "cc", d.cc)
+        self._add_party(doc, "bcc", d.bcc)
+        for rcpt in d.envelope_recipients:
+            doc.add_text("env_text", rcpt)
+            doc.add_text("env_raw", rcpt)
+        return doc
+
+    @staticmethod
+    def _add_party(doc: tantivy.Document, party: str, addresses: list[Address]) -> None:
+        for a in addresses:
+            doc.add_text(f"{party}_text", f"{a.name} {a.address}" if a.name else a.address)
+            doc.add_text(f"{party}_raw", a.address)
+
+    # --- reading -------------------------------------------------------------------------
+
+    def _reload(self, *, force: bool = False) -> None:
+        """Reload the reader if any process committed since the last look."""
+        try:
+            st = os.stat(self.path / "meta.json")
+            stamp = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None
+        with self._read_lock:
+            if force or stamp != self._meta_stamp or stamp is None:
+                self._index.reload()
+                self._meta_stamp = stamp
+
+    def _searcher(self) -> tantivy.Searcher:
+        self._reload()
+        return self._index.searcher()
+
+    def count(self) -> int:
+        return int(self._searcher().num_docs)
+
+    def message_ids(self) -> set[int]:
+        """Every indexed message id (for reconciling the index with the archive)."""
+        searcher = self._searcher()
+        total = searcher.num_docs
+        if not total:
+            return set()
+        result = searcher.search(Query.all_query(), limit=total, count=False)
+        addrs = [addr for _, addr in result.hits]
+        values = searcher.fast_field_values("message_id", addrs)
+        return {int(v) for v in values if v is not None}
+
+    def _scope_query(self, scope: Scope) -> Query:
+        tenant = Query.term_query(self._schema, "tenant", self.tenant_id)
+        ids = scope.mailbox_ids
+        if ids is None:
+            return tenant
+        mailboxes = Query.term_set_query(self._schema, "mailbox", sorted(ids))
+        return Query.boolean_query([(Occur.Must, tenant), (Occur.Must, mailboxes)])
+
+    def search(
+        self,
+        query: str,
+        scope: Scope,
+        *,
+        sort: SortOrder = "date",
+        limit: int = 50,
+        offset: int = 0,
+        tz: tzinfo | None = None,
+        text_loader: TextLoader | None = None,
+    ) -> SearchResult:
+        """Run the user's ``query`` within ``scope``.
+
+        Raises :class:`QuerySyntaxError` (with a message for the user) for a malformed
+        query. Dates in the query are calendar days in ``tz`` (default TIME_ZONE).
+        ``text_loader`` may supply full body texts by message id for snippets; without it
+        snippets come from the first PREVIEW_CHARS characters kept in the index.
+        """
+        if not isinstance(scope, Scope):
+            raise TypeError("search() needs a Scope: Scope.mailboxes(...) or whole_tenant()")
+        if sort not in ("date", "relevance"):
+            raise ValueError(f"unknown sort {sort!r}")
+        if not 0 < limit <= MAX_LIMIT or offset < 0:
+            raise ValueError("limit must be 1..1000 and offset >= 0")
+        node = parse(query)
+        if scope.mailbox_ids is not None and not scope.mailbox_ids:
+            return SearchResult(total=0, hits=[])
+        searcher = self._searcher()
+        compiler = Compiler(
+            self._schema,
+            tz or _default_tz(),
+            scope.is_whole_tenant,
+            searcher=searcher,
+            regex_cache=self._regex_cache,
+        )
+        try:
+            user_query = compiler.compile(node)
+        except QuerySyntaxError:
+            raise
+        except ValueError as exc:  # e.g. a wildcard too large for the regex automaton
+            raise QuerySyntaxError(f"The query is too complex ({exc})") from None
+        final = Query.boolean_query(
+            [
+                (Occur.Must, user_query),
+                (Occur.Must, Query.const_score_query(self._scope_query(scope), 0.0)),
+            ]
+        )
+        if sort == "date":
+            result = searcher.search(
+                final, limit, count=True, order_by_field="date", offset=offset, order=Order.Desc
+            )
+        else:
+            result = searcher.search(final, limit, count=True, offset=offset)
+        hits = self._hits(searcher, user_query, compiler.term_fields, result, sort, text_loader)
+        # ``count`` is missing from tantivy's type stubs, not from the object.
+        total = int(getattr(result, "count", None) or 0)
+        return SearchResult(total=total, hits=hits)
+
+    def _hits(
+        self,
+        searcher: tantivy.Searcher,
+        user_query: Query,
+        term_fields: set[str],
+        result: tantivy.SearchResult,
+        sort: SortOrder,
+        text_loader: TextLoader | None,
+    ) -> list[SearchHit]:
+        if not result.hits:
+            return []
+        stored = [(key, searcher.doc(addr).to_dict()) for key, addr in result.hits]
+        texts: dict[int, str] = {}
+        if text_loader is not None:
+            texts = text_loader([int(d["message_id"][0]) for _, d in stored])
+        body_gen = subject_gen = None
+        if "body" in term_fields:
+            body_gen = tantivy.SnippetGenerator.create(searcher, user_query, self._schema, "body")
+            body_gen.set_max_num_chars(SNIPPET_CHARS)
+        if "subject" in term_fields:
+            subject_gen = tantivy.SnippetGenerator.create(
+                searcher, user_query, self._schema, "subject"
+            )
+            subject_gen.set_max_num_chars(1000)
+        hits = []
+        for key, d in stored:
+            mid = int(d["message_id"][0])
+            subject = (d.get("subject") or [""])[0]
+            text = texts.get(mid)
+            if text is None:
+                text = b"".join(d.get("preview") or []).decode("utf-8", "replace")
+            hits.append(
+                SearchHit(
+                    message_id=mid,
+                    date=d["date"][0],
+                    subject=subject,
+                    sender=_sender(d),
+                    mailbox_ids=tuple(int(m) for m in d.get("mailbox", [])),
+                    snippet_html=_highlight(body_gen, "body", text, SNIPPET_CHARS),
+                    subject_html=_highlight(subject_gen, "subject", subject, 1000),
+                    score=float(key) if sort == "relevance" else None,
+                )
+            )
+        return hits
+
+
+def _sender(d: dict[str, list]) -> Address | None:
+    address = d.get("from_raw")
+    if not address:
+        return None
+    name = b"".join(d.get("from_name") or []).decode("utf-8", "replace")
+    return Address(address=address[0], name=name)
+
+
+def _highlight(gen: tantivy.SnippetGenerator | None, field: str, text: str, chars: int) -> str:
+    if not text:
+        return ""
+    if gen is not None:
+        snippet = gen.snippet_from_doc(tantivy.Document(**{field: text}))
+        if snippet.highlighted():
+            return str(snippet.to_html())
+    head = text[:chars]
+    return html.escape(head) + ("…" if len(text) > chars else "")
