@@ -34,6 +34,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_htmx",
+    "django_tasks",
+    "django_tasks_db",
     "mailvault.tenancy",
     "mailvault.accounts",
     "mailvault.directory",
@@ -104,6 +106,21 @@ else:
         }
     }
 
+# Jobs: the Django tasks API with its database backend (one queue, any number of workers).
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# A running job's worker writes a heartbeat this often; a run without one for
+# MAILVAULT_JOB_LOST_AFTER_SECONDS is failed as "worker lost" by the reaper.
+MAILVAULT_JOB_HEARTBEAT_SECONDS = env_int("MAILVAULT_JOB_HEARTBEAT_SECONDS", 5, minimum=1)
+MAILVAULT_JOB_LOST_AFTER_SECONDS = env_int("MAILVAULT_JOB_LOST_AFTER_SECONDS", 60, minimum=2)
+# A job past its type's timeout is cancelled; if it does not stop within this grace,
+# the worker process gives up on it and restarts (see mailvault.jobs.runner).
+MAILVAULT_JOB_HARD_TIMEOUT_GRACE_SECONDS = env_int(
+    "MAILVAULT_JOB_HARD_TIMEOUT_GRACE_SECONDS", 30, minimum=1
+)
+MAILVAULT_PROCESS_LOG_RETENTION_DAYS = env_int(
+    "MAILVAULT_PROCESS_LOG_RETENTION_DAYS", 90, minimum=1
+)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = ["mailvault.accounts.backends.TenantUserBackend"]
@@ -144,6 +161,17 @@ TIME_ZONE = env_str("MAILVAULT_TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 
+# Per-tenant full-text indexes (tantivy), one directory per tenant id below this one.
+MAILVAULT_INDEX_DIR = Path(env_str("MAILVAULT_INDEX_DIR", str(VAR_DIR / "index"))).resolve()
+# The blob store: one directory of pack files and an index per tenant below this one.
+# The master key comes from MAILVAULT_MASTER_KEY (base64, 32 bytes); without it a key
+# file is generated once here. Back it up apart from the store: without it nothing reads.
+MAILVAULT_STORE_DIR = Path(env_str("MAILVAULT_STORE_DIR", str(VAR_DIR / "store"))).resolve()
+MAILVAULT_MASTER_KEY_FILE = Path(
+    env_str("MAILVAULT_MASTER_KEY_FILE", str(VAR_DIR / "master.key"))
+).resolve()
+MAILVAULT_STORE_COMPRESSION_LEVEL = env_int("MAILVAULT_STORE_COMPRESSION_LEVEL", 3, minimum=1)
+
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
 STORAGES = {
@@ -162,6 +190,12 @@ LOGIN_URL = "/adminaccess/login/"
 
 # Server-side folders that Admin Access may import from (the CLI may import from anywhere).
 MAILVAULT_IMPORT_ROOTS = env_list("MAILVAULT_IMPORT_ROOTS", [str(VAR_DIR / "import")])
+# Largest file Admin Access > File Import accepts as an upload (streamed to disk).
+MAILVAULT_IMPORT_UPLOAD_MAX_BYTES = env_int(
+    "MAILVAULT_IMPORT_UPLOAD_MAX_BYTES", 20 * 1024**3, minimum=1
+)
+# Messages per batch of the file import job: progress and cancel checks come per batch.
+MAILVAULT_IMPORT_JOB_BATCH = env_int("MAILVAULT_IMPORT_JOB_BATCH", 100, minimum=1)
 
 LOGGING = {
     "version": 1,

@@ -17,6 +17,7 @@ from django.http import HttpRequest
 from mailvault.accounts import mfa, throttle
 from mailvault.accounts.backends import find_user
 from mailvault.accounts.models import User
+from mailvault.tenancy.context import tenant_context
 
 log = logging.getLogger("mailvault.accounts.login")
 
@@ -88,7 +89,9 @@ def totp_step(request: HttpRequest, code: str) -> Outcome:
     if throttle.is_locked(user.username):
         request.session.pop(PENDING_KEY, None)
         return Outcome(Step.LOCKED, LOCKED)
-    if not mfa.verify_code(user, code):
+    with tenant_context(user.tenant):  # verify_code saves the accepted step (anti-replay)
+        accepted = mfa.verify_code(user, code)
+    if not accepted:
         throttle.record_failure(user.username, remote_addr(request))
         if throttle.is_locked(user.username):
             request.session.pop(PENDING_KEY, None)
@@ -101,7 +104,9 @@ def totp_step(request: HttpRequest, code: str) -> Outcome:
 
 def finish(request: HttpRequest, user: User) -> None:
     request.session.pop(PENDING_KEY, None)
-    login(request, user, backend=BACKEND)
+    # Nobody is signed in yet, so no tenant is active; login() saves last_login.
+    with tenant_context(user.tenant):
+        login(request, user, backend=BACKEND)
     log.info("login of %s from %s", user, remote_addr(request))
 
 

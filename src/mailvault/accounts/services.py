@@ -9,6 +9,7 @@ the result, and an offending change is rolled back.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import Iterable
 
@@ -196,10 +197,22 @@ def delete_group(group: Group) -> None:
 # --- domains ---------------------------------------------------------------------------
 
 
+_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def _is_domain_name(name: str) -> bool:
+    """Two or more DNS labels (letters, digits, inner hyphens; IDN allowed)."""
+    try:
+        ascii_name = name.encode("idna").decode("ascii")
+    except UnicodeError:
+        return False
+    labels = ascii_name.split(".")
+    return len(labels) >= 2 and len(ascii_name) <= 253 and all(map(_DNS_LABEL.match, labels))
+
+
 def add_domain(name: str) -> Domain:
     name = name.strip().rstrip(".").casefold()
-    labels = name.split(".")
-    if len(labels) < 2 or not all(labels) or len(name) > 253:
+    if not _is_domain_name(name):
         raise AccountError(f"{name or 'An empty name'} is not a domain name.")
     if Domain.unscoped.filter(name=name).exists():
         raise AccountError(f"The domain {name} is already in use.")

@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import resource
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -38,6 +39,8 @@ from mailvault.ingestion.extract.types import (
 )
 
 log = logging.getLogger(__name__)
+
+_EXIT_NO_MEMORY = 3
 
 # (text, problem, kind, recycle): recycle asks the parent to replace the worker.
 Reply = tuple[str, str | None, str, bool]
@@ -115,6 +118,8 @@ def _worker_main(
             data = conn.recv_bytes()
         except (EOFError, OSError):  # the parent went away
             return
+        except MemoryError:  # the stream is out of step now: leave, the parent replaces us
+            sys.exit(_EXIT_NO_MEMORY)
         kind, hint = header
         reply = _serve_one(kind, hint, data, limits, handlers)
         del data
@@ -174,6 +179,8 @@ class _Worker:
                 return f"killed by {signal.Signals(-code).name}"
             except ValueError:
                 return f"killed by signal {-code}"
+        if code == _EXIT_NO_MEMORY:
+            return "out of memory receiving the attachment"
         return f"exited with status {code}"
 
 
@@ -270,6 +277,7 @@ class WorkerPool:
         replies: list[Reply | None] = [None] * len(jobs)
         pending = deque(range(len(jobs)))
         in_flight: dict[Connection, tuple[_Worker, int, float]] = {}
+        retried: set[int] = set()
         try:
             while pending or in_flight:
                 while pending:
@@ -280,9 +288,15 @@ class WorkerPool:
                     kind, hint, data = jobs[index]
                     if self._send(worker, kind, hint, data):
                         in_flight[worker.conn] = (worker, index, time.monotonic() + timeout_s)
-                    else:  # it had died while idle; retry the job on a fresh worker
+                    else:  # it died while idle or reading: retry once on a fresh worker
+                        how = worker.exit_description()
                         self._release(worker, healthy=False)
-                        pending.appendleft(index)
+                        if index in retried:
+                            problem = f"{_label(kind, hint)}: extractor crashed ({how})"
+                            replies[index] = ("", problem, kind, True)
+                        else:
+                            retried.add(index)
+                            pending.appendleft(index)
                 if not in_flight:
                     continue
                 deadline = min(d for _, _, d in in_flight.values())
