@@ -9,6 +9,7 @@ that was killed half-way therefore adds exactly what is missing.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,6 +89,8 @@ def run_import(
             if item.source_ref in done:
                 report.skipped += 1
                 continue
+            if item.problem:  # read, but damaged (a truncated MBOX): archived as it is
+                report.problems.append(f"{item.source_ref}: {item.problem}")
             ingestor.add(
                 IngestRequest(
                     raw=item.raw,
@@ -106,7 +109,10 @@ def run_import(
         if progress:
             progress(report.seen, total)
 
-    with Ingestor(batch_size=batch_size * 4, index_every=20_000, index_interval_s=5.0) as ingestor:
+    workers = min(2, os.cpu_count() or 1)
+    with Ingestor(
+        batch_size=batch_size * 4, index_every=20_000, index_interval_s=15.0, workers=workers
+    ) as ingestor:
         for path in paths:
             for entry in iter_items(path, allowed_roots=roots or None):
                 if isinstance(entry, ImportProblem):

@@ -15,7 +15,6 @@ store will deduplicate on the next attempt, or messages with ``indexed=False`` t
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Iterable
@@ -28,9 +27,10 @@ from django.utils import timezone
 from mailvault.archive.bulk import insert_rows
 from mailvault.archive.models import Folder, Mailbox, MailboxAddress, Message, Placement
 from mailvault.archive.services import folder_for_path
-from mailvault.archive.store import BlobStore, store_for
+from mailvault.archive.store import BlobStore, PreparedBlob, store_for
 from mailvault.ingestion import steps
 from mailvault.ingestion.extract import Extractor
+from mailvault.ingestion.parallel import PreparePool, prepare_in_process
 from mailvault.ingestion.parse import ParsedMessage
 from mailvault.ingestion.types import IngestRequest, IngestResult
 from mailvault.search import TenantIndex
@@ -44,6 +44,7 @@ class _Item:
     request: IngestRequest
     sha256: str
     parsed: ParsedMessage
+    prepared: PreparedBlob | None = None
     message: Message | None = None
     stored: bool = False
     folders: list[Folder] = field(default_factory=list)
@@ -63,10 +64,12 @@ class Ingestor:
         index: bool = True,
         index_every: int = 1,
         index_interval_s: float = 2.0,
+        workers: int = 0,
     ) -> None:
         """``index_every``/``index_interval_s``: commit the search index once this many
         messages wait or this much time has passed (bulk imports commit rarely; a single
-        message is searchable at once)."""
+        message is searchable at once). ``workers``: processes that parse and prepare
+        the stored form in parallel (bulk imports; 0 = all in this process)."""
         self.tenant = current_tenant()
         self.batch_size = batch_size
         self.max_batch_bytes = max_batch_bytes
@@ -80,6 +83,8 @@ class Ingestor:
         self.index_every = index_every
         self.index_interval_s = index_interval_s
         self._to_index: dict[int, steps.Indexable] = {}
+        self.workers = workers
+        self._pool: PreparePool | None = None
         self._last_index = time.monotonic()
 
     def __enter__(self) -> Ingestor:
@@ -94,6 +99,9 @@ class Ingestor:
             self.close()
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         if self._blob_store is not None:
             self._blob_store.close()
             self._blob_store = None
@@ -149,13 +157,16 @@ class Ingestor:
         ]
 
     def _parse(self, batch: list[IngestRequest]) -> list[_Item]:
+        raws = [request.raw for request in batch]
+        if self.workers and len(batch) > 1:
+            if self._pool is None:
+                self._pool = PreparePool(self.store, self.workers)
+            results = self._pool.map(raws)
+        else:
+            results = prepare_in_process(raws)
         return [
-            _Item(
-                request=request,
-                sha256=hashlib.sha256(request.raw).hexdigest(),
-                parsed=steps.parse(request.raw),
-            )
-            for request in batch
+            _Item(request=request, sha256=sha, parsed=parsed, prepared=prepared)
+            for request, (sha, parsed, prepared) in zip(batch, results, strict=True)
         ]
 
     def _deduplicate(self, items: list[_Item]) -> None:
@@ -165,13 +176,15 @@ class Ingestor:
             item.message = existing.get(item.sha256)
 
     def _store(self, items: list[_Item]) -> None:
-        new: dict[str, bytes] = {}
+        new: dict[str, _Item] = {}
         for item in items:
             if item.message is None and item.sha256 not in new:
-                new[item.sha256] = item.request.raw
+                new[item.sha256] = item
                 item.stored = True
         if new:
-            steps.store_blobs(self.store, new.values())
+            steps.store_blobs(
+                self.store, [item.prepared or item.request.raw for item in new.values()]
+            )
 
     def _record(self, items: list[_Item]) -> None:
         now = timezone.now()

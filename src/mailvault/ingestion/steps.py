@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from mailvault.archive.models import Message, Placement
-from mailvault.archive.store import BlobStore
+from mailvault.archive.store import BlobStore, PreparedBlob
 from mailvault.ingestion.extract import Extractor
 from mailvault.ingestion.parse import ParsedMessage, parse_message
 from mailvault.search import Address, IndexDocument, TenantIndex
@@ -37,11 +37,15 @@ def attachment_texts(extractor: Extractor, parsed: Sequence[ParsedMessage]) -> l
     return ["\n".join(texts[i])[:MAX_ATTACHMENT_TEXT] for i in range(len(parsed))]
 
 
-def store_blobs(store: BlobStore, raws: Iterable[bytes]) -> None:
-    """Store the originals, durable (one fsync for the batch) before returning."""
+def store_blobs(store: BlobStore, blobs: Iterable[bytes | PreparedBlob]) -> None:
+    """Store the originals (raw, or already prepared by a worker), durable (one fsync for
+    the batch) before returning."""
     with store.batch():
-        for raw in raws:
-            store.put(raw, durable=False)
+        for blob in blobs:
+            if isinstance(blob, PreparedBlob):
+                store.put_prepared(blob, durable=False)
+            else:
+                store.put(blob, durable=False)
 
 
 @dataclass
