@@ -170,7 +170,6 @@ def search(request: HttpRequest) -> HttpResponse:
         for hit in (result.hits if result else [])
         if hit.message_id in messages
     ]
-    trees = [(mb, access.folder_tree(mb)) for mb in readable_mailboxes(user)]
     return render(
         request,
         "web/webaccess/search.html",
@@ -182,7 +181,6 @@ def search(request: HttpRequest) -> HttpResponse:
             "total": result.total if result else 0,
             "page_number": page_number,
             "has_next": bool(result and result.total > page_number * PAGE_SIZE),
-            "trees": trees,
         },
         status=400 if error else 200,
     )
