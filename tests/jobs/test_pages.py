@@ -16,7 +16,6 @@ from django.urls import reverse
 from django.utils import timezone
 from pytest_django import Settings
 
-from corpus import archive_settings
 from factories import TenantWorld
 from mailvault.archive.models import Placement
 from mailvault.ingestion.file_import import PROCESS_TYPE as FILE_IMPORT
@@ -49,8 +48,6 @@ def import_root(tmp_path: Path, settings: Settings) -> Path:
     root = tmp_path / "import"
     root.mkdir()
     settings.MAILVAULT_IMPORT_ROOTS = [str(root)]
-    for key, value in archive_settings(tmp_path / "archive").items():
-        setattr(settings, key, value)
     return root
 
 
@@ -299,8 +296,9 @@ def test_import_run_now_runs_the_import_and_the_log_shows_it(
     with tenant_context(tenant_a.tenant):
         assert JobRun.objects.count() == 1
 
-    assert execute_run(run_id) == JobRun.Status.FINISHED
+    status = execute_run(run_id)
     run = run_of(tenant_a, run_id)
+    assert status == JobRun.Status.FINISHED, run.traceback
     assert (run.progress_done, run.progress_total) == (5, 5)
     with tenant_context(tenant_a.tenant):
         assert Placement.objects.filter(mailbox=tenant_a.mailbox).count() == 1 + 5
@@ -617,3 +615,25 @@ def test_other_tenants_ids_are_404(
     for page in ("schedules", "process_log", "file_import"):
         body = admin_client_a.get(reverse(f"adminaccess:{page}")).content.decode()
         assert "B secret import" not in body
+
+
+def test_dialog_for_a_process_type_without_configuration(
+    admin_client_a: Client, tenant_a: TenantWorld, mbox: Path
+) -> None:
+    def url(process_type: str, config_id: str) -> str:
+        return reverse(
+            "adminaccess:schedule_new",
+            kwargs={"process_type": process_type, "config_id": config_id},
+        )
+
+    cleanup = url("maintenance.prune_process_log", "-")
+    schedules_page = admin_client_a.get(reverse("adminaccess:schedules")).content.decode()
+    assert f'href="{cleanup}?next=' in schedules_page  # its clock icon
+    assert admin_client_a.get(cleanup).status_code == 200
+    post_schedule(admin_client_a, cleanup, at_time="03:00")
+    [schedule] = schedules_of(tenant_a)
+    assert (schedule.process_type, schedule.config_id) == ("maintenance.prune_process_log", "")
+    # The configuration must match the type: none for this one, one for File Import.
+    assert admin_client_a.get(url("maintenance.prune_process_log", "7")).status_code == 404
+    assert admin_client_a.get(url(FILE_IMPORT, "-")).status_code == 404
+    assert admin_client_a.get(url(FILE_IMPORT, "not-a-number")).status_code == 404

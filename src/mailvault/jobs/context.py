@@ -88,10 +88,10 @@ class JobContext:
     def error(self, text: str) -> None:
         self.log(Severity.ERROR, text)
 
-    def progress(self, done: int, total: int | None = None) -> None:
-        """Record progress; writes are throttled except for the final one."""
+    def progress(self, done: int, total: int | None = None, *, force: bool = False) -> None:
+        """Record progress; writes are throttled except for the final one (or ``force``)."""
         now = self._clock()
-        final = total is not None and done >= total
+        final = force or (total is not None and done >= total)
         if (
             not final
             and self._last_progress is not None

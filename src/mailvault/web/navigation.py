@@ -81,14 +81,14 @@ ADMIN_MENU: tuple[MenuSection, ...] = (
                 None,
                 issue_hint="mirroring mailbox folders into the archive",
             ),
-            MenuItem("schedules", "Schedules", None, issue_hint="schedules and jobs"),
-            MenuItem("file-import", "File Import", None, issue_hint="EML, MBOX, PST import"),
+            MenuItem("schedules", "Schedules", "adminaccess:schedules"),
+            MenuItem("file-import", "File Import", "adminaccess:file_import"),
         ),
     ),
     MenuSection(
         "Compliance",
         (
-            MenuItem("process-log", "Process Log", None, issue_hint="the job runner"),
+            MenuItem("process-log", "Process Log", "adminaccess:process_log"),
             MenuItem("retention-policies", "Retention Policies", None, issue_hint="retention"),
             MenuItem("legal-holds", "Legal Holds", None, issue_hint="legal holds"),
             MenuItem(
