@@ -9,7 +9,6 @@ bounded for huge messages.
 
 from __future__ import annotations
 
-import html
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,7 +18,7 @@ from email.message import Message as EmailMessage
 from email.parser import BytesHeaderParser, BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 
-import nh3
+from mailvault.ingestion.extract.text import html_to_text
 
 MAX_TEXT_CHARS = 256 * 1024
 MAX_PARTS = 500
@@ -93,12 +92,6 @@ def _decode_payload(part: EmailMessage) -> str:
         return payload.decode("latin-1", errors="replace")
 
 
-def html_to_text(markup: str) -> str:
-    """Visible text of an HTML body: tags, scripts and styles dropped, entities decoded."""
-    cleaned = nh3.clean(markup, tags=set(), clean_content_tags={"script", "style", "head"})
-    return _WS.sub(" ", html.unescape(cleaned)).strip()
-
-
 def _filename(part: EmailMessage) -> str:
     try:
         name = part.get_filename()
@@ -108,6 +101,41 @@ def _filename(part: EmailMessage) -> str:
 
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+# A message bigger than LARGE_MESSAGE is parsed without its long runs of base64 lines
+# (the bodies of big attachments): the MIME parser needs about ten times a message's size
+# in memory, and an attachment that big is past the extractor's input limit anyway. The
+# stored original keeps every byte; only the index misses that attachment's text.
+LARGE_MESSAGE = 16 << 20
+LONG_RUN_BYTES = 1 << 20
+_BASE64_LINE = re.compile(rb"[A-Za-z0-9+/=]{16,}\r?\n?")
+
+
+def _without_long_base64(raw: bytes, problems: list[str]) -> bytes:
+    """``raw`` minus every run of base64 lines longer than LONG_RUN_BYTES (one pass)."""
+    view = memoryview(raw)
+    out = bytearray()
+    kept = 0  # raw[:kept] is dealt with
+    run = -1  # start of the current run of base64 lines
+    pos, n = 0, len(raw)
+    while pos <= n:
+        end = raw.find(b"\n", pos) + 1 or n
+        base64_line = pos < n and _BASE64_LINE.fullmatch(raw, pos, end) is not None
+        if base64_line and run < 0:
+            run = pos
+        elif not base64_line and run >= 0:
+            if pos - run > LONG_RUN_BYTES:
+                out += view[kept:run]
+                kept = pos
+                problems.append(f"an encoded body of {pos - run} bytes was not indexed")
+            run = -1
+        if pos == n:
+            break
+        pos = end
+    if not kept:
+        return raw
+    out += view[kept:]
+    return bytes(out)
 
 
 def _read(raw: bytes) -> EmailMessage:
@@ -127,7 +155,8 @@ def _read(raw: bytes) -> EmailMessage:
 def parse_message(raw: bytes) -> ParsedMessage:
     result = ParsedMessage()
     try:
-        msg = _read(raw)
+        big = len(raw) > LARGE_MESSAGE
+        msg = _read(_without_long_base64(raw, result.problems) if big else raw)
     except Exception as exc:  # the parser must never lose a message
         result.unparseable = True
         result.problems.append(f"MIME parser failed: {exc}")
