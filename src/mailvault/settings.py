@@ -188,6 +188,21 @@ WHITENOISE_USE_FINDERS = DEBUG
 
 LOGIN_URL = "/adminaccess/login/"
 
+# Journaling: the domain of the journal endpoints' SMTP addresses (its MX must point at
+# the SMTP listener), where the listener listens, its spool, and its TLS certificate
+# (a self-signed one is generated under var/ when none is given).
+MAILVAULT_JOURNAL_DOMAIN = env_str("MAILVAULT_JOURNAL_DOMAIN", "journal.mailvault.localhost")
+MAILVAULT_SMTP_HOST = env_str("MAILVAULT_SMTP_HOST", "127.0.0.1")
+MAILVAULT_SMTP_PORT = env_int("MAILVAULT_SMTP_PORT", 2525, minimum=1)
+MAILVAULT_SMTP_MAX_MESSAGE_BYTES = env_int(
+    "MAILVAULT_SMTP_MAX_MESSAGE_BYTES", 150 << 20, minimum=1024
+)
+MAILVAULT_SMTP_MAX_RECIPIENTS = env_int("MAILVAULT_SMTP_MAX_RECIPIENTS", 1000, minimum=1)
+MAILVAULT_SMTP_SPOOL_LIMIT_BYTES = env_int("MAILVAULT_SMTP_SPOOL_LIMIT_BYTES", 2 << 30, minimum=1)
+MAILVAULT_SMTP_TLS_CERT = env_str("MAILVAULT_SMTP_TLS_CERT", "")
+MAILVAULT_SMTP_TLS_KEY = env_str("MAILVAULT_SMTP_TLS_KEY", "")
+MAILVAULT_SPOOL_DIR = Path(env_str("MAILVAULT_SPOOL_DIR", str(VAR_DIR / "spool"))).resolve()
+
 # Server-side folders that Admin Access may import from (the CLI may import from anywhere).
 MAILVAULT_IMPORT_ROOTS = env_list("MAILVAULT_IMPORT_ROOTS", [str(VAR_DIR / "import")])
 # Largest file Admin Access > File Import accepts as an upload (streamed to disk).

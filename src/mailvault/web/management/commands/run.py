@@ -5,6 +5,7 @@ from __future__ import annotations
 from argparse import ArgumentParser
 from typing import Any
 
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
@@ -55,11 +56,13 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Admin Access: http://{options['host']}:{options['port']}/adminaccess\n"
             f"Web Access:   http://{options['host']}:{options['port']}/webaccess\n"
+            f"Journaling:   smtp://{settings.MAILVAULT_SMTP_HOST}:{settings.MAILVAULT_SMTP_PORT}\n"
             "Press Ctrl-C to stop."
         )
         worker = Service("worker", python_module("mailvault", "worker"))
         scheduler = Service("scheduler", python_module("mailvault", "scheduler"))
-        raise SystemExit(Supervisor([web, worker, scheduler]).run())
+        smtpd = Service("smtpd", python_module("mailvault", "smtpd"))
+        raise SystemExit(Supervisor([web, worker, scheduler, smtpd]).run())
 
     def _ensure_demo_tenant(self, name: str) -> None:
         if Tenant.objects.filter(name=name).exists():

@@ -1,0 +1,79 @@
+"""``mailvault smtpd``: the SMTP listener for journal endpoints, with its spool consumer."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from argparse import ArgumentParser
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+from mailvault.sources.smtp.consumer import SpoolConsumer
+from mailvault.sources.smtp.endpoints import EndpointDirectory
+from mailvault.sources.smtp.listener import Authenticator, GroupCommitter, JournalHandler
+from mailvault.sources.smtp.spool import Spool
+from mailvault.sources.smtp.tls import server_context
+
+
+class Command(BaseCommand):
+    help = "Receive journal reports by SMTP and archive them."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--host", default=settings.MAILVAULT_SMTP_HOST)
+        parser.add_argument("--port", type=int, default=settings.MAILVAULT_SMTP_PORT)
+        parser.add_argument(
+            "--no-consumer",
+            action="store_true",
+            help="only receive and spool; another process ingests",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        spool = Spool(Path(settings.MAILVAULT_SPOOL_DIR))
+        recovered = spool.recover()
+        directory = EndpointDirectory()
+        directory.start()
+        committer = GroupCommitter(spool)
+        committer.start()
+        consumer = None if options["no_consumer"] else SpoolConsumer(spool)
+        if consumer:
+            consumer.start()
+        handler = JournalHandler(directory, committer)
+        controller = Controller(
+            handler,
+            hostname=options["host"],
+            port=options["port"],
+            server_hostname=settings.MAILVAULT_JOURNAL_DOMAIN,
+            ident="Mailvault journaling",
+            data_size_limit=settings.MAILVAULT_SMTP_MAX_MESSAGE_BYTES,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            tls_context=server_context(),
+            require_starttls=False,
+            authenticator=Authenticator(directory),
+            auth_require_tls=True,
+            auth_required=False,
+            timeout=120,
+        )
+        controller.start()
+        self.stdout.write(
+            f"SMTP listener on {options['host']}:{options['port']} for "
+            f"*@{settings.MAILVAULT_JOURNAL_DOMAIN}"
+            + (f" ({recovered} spool segments recovered)" if recovered else ""),
+        )
+        stop = asyncio.Event()
+        loop = asyncio.new_event_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            loop.run_until_complete(stop.wait())
+        finally:
+            controller.stop()
+            committer.stop()
+            directory.stop()
+            if consumer:
+                consumer.stop()
+            loop.close()
