@@ -242,7 +242,10 @@ def test_too_many_recipients_are_refused_with_452(world, listener):
 
 def test_plain_copies_are_filed_by_their_envelope_recipients(world, listener):
     endpoint = world["endpoint"]
-    copy = b"From: x@gmail.test\r\nTo: bob@contoso.com\r\nSubject: plain\r\nMessage-ID: <p@x>\r\n\r\nhi\r\n"
+    copy = (
+        b"From: x@gmail.test\r\nTo: bob@contoso.com\r\nSubject: plain\r\n"
+        b"Message-ID: <p@x>\r\n\r\nhi\r\n"
+    )
     with listener.client() as smtp:
         smtp.sendmail("x@gmail.test", [f"{endpoint.local_part}+bob=contoso.com@journal.test"], copy)
     listener.ingest()
@@ -273,9 +276,8 @@ def test_an_endpoint_with_auth_needs_starttls_and_the_right_password(world, list
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
-    with listener.client() as smtp:
-        with pytest.raises(smtplib.SMTPRecipientsRefused):
-            smtp.sendmail("a@b.test", [secured.smtp_address], b"Subject: x\r\n\r\nx\r\n")
+    with listener.client() as smtp, pytest.raises(smtplib.SMTPRecipientsRefused):
+        smtp.sendmail("a@b.test", [secured.smtp_address], b"Subject: x\r\n\r\nx\r\n")
     with listener.client() as smtp:
         smtp.starttls(context=context)
         with pytest.raises(smtplib.SMTPAuthenticationError):
