@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
 from django.contrib.auth.hashers import make_password
 
 from mailvault.accounts.models import Domain
@@ -25,6 +24,7 @@ from mailvault.archive.store import store_for
 from mailvault.sources.models import JournalEndpoint
 from mailvault.sources.smtp.consumer import SpoolConsumer
 from mailvault.sources.smtp.endpoints import EndpointDirectory
+from mailvault.sources.smtp.fastdata import FastController
 from mailvault.sources.smtp.listener import Authenticator, GroupCommitter, JournalHandler
 from mailvault.sources.smtp.spool import Spool, read_segment
 from mailvault.sources.smtp.tls import server_context
@@ -126,7 +126,7 @@ def listener(world, tmp_path: Path) -> Iterator[Listener]:  # type: ignore[no-un
     port = free_port()
     running = Listener(spool, directory, port)
     running.committer.start()
-    controller = Controller(
+    controller = FastController(
         running.handler,
         hostname="127.0.0.1",
         port=port,
@@ -298,3 +298,17 @@ def test_a_torn_spool_tail_keeps_every_whole_record(tmp_path: Path):
     assert Spool(tmp_path / "spool").recover() == 1
     (segment,) = Spool(tmp_path / "spool").ready_segments()
     assert [r.body for r in read_segment(segment)] == [b"one", b"two"]
+
+
+def test_dot_stuffing_and_long_messages_arrive_byte_exact(world, listener):
+    endpoint = world["endpoint"]
+    body = b"".join(b".line %d with a leading dot\r\n..two dots\r\n" % i for i in range(3000))
+    original = b"Subject: dots\r\nMessage-ID: <dots@x>\r\n\r\n" + body
+    with listener.client() as smtp:
+        smtp.sendmail("a@b.test", [endpoint.smtp_address], original)
+        smtp.sendmail("a@b.test", [endpoint.smtp_address], b"Subject: second\r\n\r\nok\r\n")
+    listener.ingest()
+    with tenant_context(world["tenant"]):
+        stored = Message.objects.get(message_id="<dots@x>")
+        assert stored.sha256 == hashlib.sha256(original).hexdigest()
+        assert Message.objects.filter(subject="second").exists()

@@ -8,12 +8,12 @@ from argparse import ArgumentParser
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.controller import Controller
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from mailvault.sources.smtp.consumer import SpoolConsumer
 from mailvault.sources.smtp.endpoints import EndpointDirectory
+from mailvault.sources.smtp.fastdata import FastController
 from mailvault.sources.smtp.listener import Authenticator, GroupCommitter, JournalHandler
 from mailvault.sources.smtp.spool import Spool
 from mailvault.sources.smtp.tls import server_context
@@ -42,7 +42,7 @@ class Command(BaseCommand):
         if consumer:
             consumer.start()
         handler = JournalHandler(directory, committer)
-        controller = Controller(
+        controller = FastController(
             handler,
             hostname=options["host"],
             port=options["port"],
