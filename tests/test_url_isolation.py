@@ -25,6 +25,7 @@ from mailvault.archive.models import Mailbox, Message
 from mailvault.ingestion.file_import import PROCESS_TYPE as FILE_IMPORT
 from mailvault.ingestion.models import ImportConfiguration
 from mailvault.jobs.models import JobRun, Schedule
+from mailvault.sources.models import JournalEndpoint
 from mailvault.tenancy.context import tenant_context
 from mailvault.web.navigation import UNBUILT
 
@@ -64,6 +65,15 @@ def _job_run(w: TenantWorld) -> JobRun:
     return run
 
 
+def _journal_endpoint(w: TenantWorld) -> JournalEndpoint:
+    """The world's journal endpoint, filing into its mailbox (made on first use)."""
+    with tenant_context(w.tenant):
+        endpoint, _ = JournalEndpoint.objects.get_or_create(
+            name=f"journal of {w.name}", defaults={"mailbox": w.mailbox}
+        )
+    return endpoint
+
+
 # kwarg name -> (model, the object of that kind a tenant's world holds).
 # A new URL taking a new kind of id needs a line here; the tests fail until it has one.
 OBJECT_KWARGS: dict[str, tuple[type[models.Model], Callable[[TenantWorld], models.Model]]] = {
@@ -75,6 +85,7 @@ OBJECT_KWARGS: dict[str, tuple[type[models.Model], Callable[[TenantWorld], model
     "config_id": (ImportConfiguration, _import_config),
     "schedule_id": (Schedule, _schedule),
     "run_id": (JobRun, _job_run),
+    "endpoint_id": (JournalEndpoint, _journal_endpoint),
 }
 
 # kwargs that are no object ids, with a valid value each.

@@ -63,12 +63,7 @@ ADMIN_MENU: tuple[MenuSection, ...] = (
     MenuSection(
         "Archiving",
         (
-            MenuItem(
-                "journal-endpoints",
-                "Journal Endpoints",
-                None,
-                issue_hint="SMTP journaling from Microsoft 365",
-            ),
+            MenuItem("journal-endpoints", "Journal Endpoints", "adminaccess:journal_endpoints"),
             MenuItem(
                 "archiving-profiles",
                 "Archiving Profiles",

@@ -7,6 +7,7 @@ from mailvault.web.views import (
     admin_home,
     admin_imports,
     admin_jobs,
+    admin_journal,
     admin_mailboxes,
     admin_users,
     auth,
@@ -72,5 +73,27 @@ urlpatterns = [
     path("imports/<int:config_id>/", admin_imports.import_edit, name="import_edit"),
     path("imports/<int:config_id>/run/", admin_imports.import_run_now, name="import_run_now"),
     path("imports/<int:config_id>/delete/", admin_imports.import_delete, name="import_delete"),
+    path("journal-endpoints/", admin_journal.endpoint_list, name="journal_endpoints"),
+    path("journal-endpoints/add/", admin_journal.endpoint_create, name="journal_endpoint_create"),
+    path(
+        "journal-endpoints/mailbox/add/",
+        admin_journal.journal_mailbox_create,
+        name="journal_mailbox_create",
+    ),
+    path(
+        "journal-endpoints/<int:endpoint_id>/",
+        admin_journal.endpoint_edit,
+        name="journal_endpoint_edit",
+    ),
+    path(
+        "journal-endpoints/<int:endpoint_id>/enabled/",
+        admin_journal.endpoint_set_enabled,
+        name="journal_endpoint_set_enabled",
+    ),
+    path(
+        "journal-endpoints/<int:endpoint_id>/delete/",
+        admin_journal.endpoint_delete,
+        name="journal_endpoint_delete",
+    ),
     path("soon/<slug:slug>/", admin_home.not_built, name="not_built"),
 ]

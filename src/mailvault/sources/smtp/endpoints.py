@@ -29,10 +29,12 @@ class EndpointInfo:
         if not self.networks:
             return True
         try:
-            address = ipaddress.ip_address(host)
+            address = ipaddress.ip_address(host.split("%", 1)[0])
         except ValueError:
             return False
-        return any(address in network for network in self.networks)
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # a dual-stack socket's view of an IPv4 client
+        return any(address.version == n.version and address in n for n in self.networks)
 
 
 def _networks(text: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
