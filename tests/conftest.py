@@ -45,11 +45,24 @@ def dns_records() -> Iterator[dict[str, list[str]]]:
 
 
 @pytest.fixture(scope="module")
-def shared_world(django_db_setup: None, django_db_blocker: Any) -> Iterator[list[TenantWorld]]:
+def shared_world(
+    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[TenantWorld]]:
     """Three tenants built once per module inside an outer transaction that is rolled
     back at the end of the module; every test runs in a savepoint inside it, so each test
     starts from exactly this state (like Django's ``TestCase.setUpTestData``)."""
-    with django_db_blocker.unblock(), transaction.atomic():
+    # Each module gets its own blob store, index and master key: the database rows that
+    # go with them (e.g. tenant data keys) are rolled back at the end of the module.
+    base = tmp_path_factory.mktemp("archive")
+    with (
+        override_settings(
+            MAILVAULT_STORE_DIR=base / "store",
+            MAILVAULT_INDEX_DIR=base / "index",
+            MAILVAULT_MASTER_KEY_FILE=base / "master.key",
+        ),
+        django_db_blocker.unblock(),
+        transaction.atomic(),
+    ):
         yield build_world()
         transaction.set_rollback(True)
 

@@ -14,14 +14,15 @@ from typing import ClassVar
 from django.http import HttpResponse
 from django.test import Client
 from django.urls import reverse
-from django.utils import timezone
 
 from mailvault.accounts import services
 from mailvault.accounts.dns import DnsLookupError
 from mailvault.accounts.models import Domain, Group, User
 from mailvault.accounts.roles import Role
 from mailvault.archive import services as archive
-from mailvault.archive.models import Mailbox, Message, Placement
+from mailvault.archive.models import Mailbox, Message
+from mailvault.ingestion.pipeline import ingest
+from mailvault.ingestion.types import IngestRequest, Target
 from mailvault.tenancy.context import tenant_context
 from mailvault.tenancy.models import Tenant
 from mailvault.tenancy.provisioning import ADMIN_GROUP_NAME, provision_tenant
@@ -72,22 +73,30 @@ def client_for(user: User, **kwargs: bool) -> Client:
     return client
 
 
+def raw_message(subject: str, to: str) -> bytes:
+    """A small multipart message with one text attachment (``notes.txt``)."""
+    return (
+        f"From: Sender <sender@example.com>\r\nTo: {to}\r\nSubject: {subject}\r\n"
+        "Date: Tue, 01 Oct 2024 10:00:00 +0000\r\n"
+        f"Message-ID: <{hashlib.sha1(subject.encode()).hexdigest()}@example.com>\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+        "--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nHello there.\r\n"
+        '--b1\r\nContent-Type: text/plain; name="notes.txt"\r\n'
+        'Content-Disposition: attachment; filename="notes.txt"\r\n\r\n'
+        "Some notes.\r\n--b1--\r\n"
+    ).encode()
+
+
 def add_message(mailbox: Mailbox, subject: str, folder_path: str = "Inbox") -> Message:
-    """A message row filed into ``mailbox`` (metadata only: enough for lookups by id)."""
-    sha = hashlib.sha256(subject.encode()).hexdigest()
-    message = Message.objects.create(
-        sha256=sha,
-        size=100,
-        subject=subject,
-        from_address=f"sender@{mailbox.primary_address.split('@', 1)[1]}",
-        date=timezone.now(),
-        source=Message.Source.FILE,
-        attachment_names=["notes.txt"],
-        has_attachments=True,
+    """Archive a real message into ``mailbox`` through the ingestion pipeline."""
+    result = ingest(
+        IngestRequest(
+            raw=raw_message(subject, mailbox.primary_address),
+            source=Message.Source.FILE,
+            targets=[Target(mailbox, folder_path)],
+        )
     )
-    folder = archive.folder_for_path(mailbox, folder_path)
-    Placement.objects.create(message=message, mailbox=mailbox, folder=folder)
-    return message
+    return result.message
 
 
 def build_tenant(name: str) -> TenantWorld:
