@@ -131,7 +131,8 @@ def change_own_password(user: User, old_password: str, new_password: str) -> Non
     validate_password(new_password, user)
     user.set_password(new_password)
     user.must_change_password = False
-    user.save(update_fields=["password", "must_change_password"])
+    user.rotate_device_trust()  # devices trusted under the old password must ask again
+    user.save(update_fields=["password", "must_change_password", "device_trust_salt"])
 
 
 def reset_mfa(user: User) -> None:
