@@ -32,7 +32,8 @@ def attachment_texts(extractor: Extractor, parsed: Sequence[ParsedMessage]) -> l
     for (i, _), result in zip(items, results, strict=True):
         if result.text:
             texts[i].append(result.text)
-        if result.problem:
+        # An image or another format without text is no problem worth recording.
+        if result.problem and result.kind:
             parsed[i].problems.append(f"attachment text: {result.problem}")
     return ["\n".join(texts[i])[:MAX_ATTACHMENT_TEXT] for i in range(len(parsed))]
 
