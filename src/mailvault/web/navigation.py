@@ -93,6 +93,13 @@ ADMIN_MENU: tuple[MenuSection, ...] = (
                 frozenset({Role.AUDITOR}),
                 issue_hint="the tamper-evident audit log",
             ),
+            MenuItem(
+                "integrity",
+                "Store Verification",
+                None,
+                issue_hint="scheduled re-reading and re-hashing of the whole archive "
+                "(today: `mailvault verify --tenant NAME`)",
+            ),
         ),
     ),
     MenuSection(
