@@ -22,6 +22,12 @@ def found(index: TenantIndex, query: str, scope: Scope = WHOLE) -> set[int]:
     return {h.message_id for h in index.search(query, scope, limit=1000).hits}
 
 
+def test_an_empty_index_answers_every_kind_of_query(index: TenantIndex) -> None:
+    for query in ["", "word", "auto*", "*mobile", '"a b"', "from:*x.org", "size:>1KB"]:
+        assert index.search(query, WHOLE).total == 0
+    assert index.count() == 0
+
+
 def test_added_mail_is_searchable_immediately(index: TenantIndex) -> None:
     assert found(index, "zebra") == set()
     index.add([make_doc(1, body="a zebra crossing")])

@@ -92,6 +92,9 @@ def test_international_words(corpus: TenantIndex) -> None:
     assert ids(corpus, "MÜNCHEN") == [4]
     assert ids(corpus, "from:müller") == [4]
     assert ids(corpus, "gruse") == []  # no accent folding, by design
+    assert ids(corpus, "Gr??e") == [4]  # "?" is one character, not one byte
+    assert ids(corpus, "*ünchen") == [4]
+    assert ids(corpus, "from:jürgen@*") == [4]
 
 
 def test_phrase_vs_words(corpus: TenantIndex) -> None:

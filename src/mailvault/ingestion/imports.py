@@ -111,7 +111,11 @@ def run_import(
 
     workers = min(2, os.cpu_count() or 1)
     with Ingestor(
-        batch_size=batch_size * 4, index_every=20_000, index_interval_s=15.0, workers=workers
+        batch_size=batch_size * 4,
+        index_every=20_000,
+        index_interval_s=15.0,
+        workers=workers,
+        keep_results=False,
     ) as ingestor:
         for path in paths:
             for entry in iter_items(path, allowed_roots=roots or None):

@@ -78,7 +78,12 @@ def _date(msg: EmailMessage, problems: list[str]) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed
+    try:
+        # In UTC: PostgreSQL refuses offsets beyond 15:59 ("-1600" is seen in real mail).
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):  # year 1 with a positive offset, and the like
+        problems.append(f"Date header out of range: {str(value)[:80]!r}")
+        return None
 
 
 def _decode_payload(part: EmailMessage) -> str:

@@ -65,11 +65,14 @@ class Ingestor:
         index_every: int = 1,
         index_interval_s: float = 2.0,
         workers: int = 0,
+        keep_results: bool = True,
     ) -> None:
         """``index_every``/``index_interval_s``: commit the search index once this many
         messages wait or this much time has passed (bulk imports commit rarely; a single
         message is searchable at once). ``workers``: processes that parse and prepare
-        the stored form in parallel (bulk imports; 0 = all in this process)."""
+        the stored form in parallel (bulk imports; 0 = all in this process).
+        ``keep_results=False``: ``results`` stays empty (a bulk import reads each batch's
+        results from ``flush()``; keeping them all would grow with the import)."""
         self.tenant = current_tenant()
         self.batch_size = batch_size
         self.max_batch_bytes = max_batch_bytes
@@ -78,6 +81,7 @@ class Ingestor:
         self._pending: list[IngestRequest] = []
         self._folder_cache: dict[tuple[int, str], Folder] = {}
         self.results: list[IngestResult] = []
+        self.keep_results = keep_results
         self._blob_store: BlobStore | None = None
         self._extractor: Extractor | None = None
         self.index_every = index_every
@@ -133,7 +137,8 @@ class Ingestor:
         batch, self._pending = self._pending, []
         self._pending_bytes = 0
         results = self._run(batch)
-        self.results.extend(results)
+        if self.keep_results:
+            self.results.extend(results)
         return results
 
     # --- the steps, a batch at a time ------------------------------------------------
@@ -258,6 +263,7 @@ class Ingestor:
         chosen = list(todo.values())
         texts = steps.attachment_texts(self.extractor, [item.parsed for item in chosen])
         for item, text in zip(chosen, texts, strict=True):
+            item.parsed.attachments = []  # their text is extracted; the index waits
             if item.message is not None:
                 self._to_index[item.message.pk] = steps.Indexable(item.message, item.parsed, text)
         waited = time.monotonic() - self._last_index

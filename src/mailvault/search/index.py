@@ -147,9 +147,9 @@ class TenantIndex:
                     f"{self.path} holds search index schema {version}, this version "
                     f"needs {SCHEMA_VERSION}; rebuild it with `mailvault reindex`"
                 )
-        index = tantivy.Index(self._schema, path=str(self.path), reuse=True)
-        if not exists:
+        else:  # written first, so a crash mid-creation never leaves an unversioned index
             version_file.write_text(json.dumps({"schema_version": SCHEMA_VERSION}))
+        index = tantivy.Index(self._schema, path=str(self.path), reuse=True)
         register_analyzers(index)
         index.config_reader(reload_policy="Manual")
         return index
