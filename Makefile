@@ -42,7 +42,7 @@ pytest-sqlite:
 
 pytest-postgres:
 	@bash scripts/ensure-postgres.sh
-	DATABASE_URL=$(PG_URL) $(BIN)/pytest -q -p no:cacheprovider
+	DATABASE_URL=$(PG_URL) $(BIN)/pytest -q -p no:cacheprovider -m "not corpus"
 
 clean:
 	rm -rf $(VENV) var
