@@ -179,6 +179,10 @@ def parse_message(raw: bytes) -> ParsedMessage:
     senders = _addresses(msg, "From") or _addresses(msg, "Sender")
     if senders:
         result.from_name, result.from_address = senders[0]
+    else:
+        # No parseable address (list archives write "name at host (Full Name)"): keep the
+        # header's text as the sender's name, so that from: still finds it.
+        result.from_name = header_text(msg.get("From") or msg.get("Sender"))[:200]
     result.to = [a for _, a in _addresses(msg, "To")]
     result.cc = [a for _, a in _addresses(msg, "Cc")]
     result.bcc = [a for _, a in _addresses(msg, "Bcc")]

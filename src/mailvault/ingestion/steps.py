@@ -81,7 +81,7 @@ def index_documents(items: Sequence[Indexable]) -> list[IndexDocument]:
                 archived_at=message.archived_at,
                 subject=message.subject,
                 sender=Address(message.from_address, message.from_name)
-                if message.from_address
+                if message.from_address or message.from_name
                 else None,
                 to=_addresses(message.to),
                 cc=_addresses(message.cc),
