@@ -245,6 +245,10 @@ def _mfa(request: HttpRequest, area: Area) -> HttpResponse:
         mfa.start_enrolment(user)
         return redirect(f"{NS[area]}:mfa")
     if request.method == "POST" and action == "disable":
+        # Whoever finds a session left open must not be able to drop the second factor.
+        if not user.check_password(request.POST.get("password", "")):
+            messages.error(request, "Enter your current password to turn two-factor sign-in off.")
+            return redirect(f"{NS[area]}:mfa")
         services.reset_mfa(user)
         messages.success(request, "Two-factor sign-in is off.")
         return redirect(f"{NS[area]}:mfa")
