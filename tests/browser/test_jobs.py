@@ -116,6 +116,13 @@ class WorkerThread:
 @pytest.fixture
 def worker() -> Iterator[WorkerThread]:
     connection_created.connect(_patient_sqlite, dispatch_uid="browser-test-patient-sqlite")
+    # The live server may share this thread's connection (in-memory SQLite), which was
+    # opened before the signal above was connected: make it patient too.
+    default = connections["default"]
+    patched = default.vendor == "sqlite" and default.is_in_memory_db()
+    if patched:
+        default.ensure_connection()
+        _patient_sqlite(None, connection=default)
     thread = WorkerThread()
     try:
         yield thread
@@ -123,6 +130,8 @@ def worker() -> Iterator[WorkerThread]:
         if thread.thread.is_alive():
             thread.stop()
         connection_created.disconnect(dispatch_uid="browser-test-patient-sqlite")
+        if patched and _retry_when_locked in default.execute_wrappers:
+            default.execute_wrappers.remove(_retry_when_locked)
 
 
 @pytest.fixture
