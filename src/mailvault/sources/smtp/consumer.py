@@ -118,7 +118,6 @@ class SpoolConsumer:
         """Ingest what is ready now (also used by tests)."""
         done = 0
         for path in self.spool.ready_segments():
-            close_old_connections()
             done += ingest_segment(path)
             path.unlink()
         return done
@@ -126,6 +125,7 @@ class SpoolConsumer:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
+                close_old_connections()  # this thread's connection may have gone stale
                 if not self.drain():
                     self._stop.wait(self.poll_seconds)
             except Exception:

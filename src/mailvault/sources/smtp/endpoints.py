@@ -55,7 +55,6 @@ class EndpointDirectory:
         self._thread: threading.Thread | None = None
 
     def load(self) -> None:
-        close_old_connections()
         rows = JournalEndpoint.unscoped.values_list(
             "id",
             "tenant_id",
@@ -87,6 +86,7 @@ class EndpointDirectory:
     def _run(self) -> None:
         while not self._stop.wait(self.refresh_seconds):
             try:
+                close_old_connections()  # this thread's connection may have gone stale
                 self.load()
             except Exception:  # keep the last good map; the database may be restarting
                 log.exception("could not refresh the journal endpoints")
