@@ -42,7 +42,7 @@ from mailvault.search.types import (
     SortOrder,
 )
 
-WRITER_HEAP_BYTES = 128 * 1024 * 1024
+WRITER_HEAP_BYTES = 64 * 1024 * 1024
 WRITER_LOCK_TIMEOUT = 30.0
 MAX_INDEXED_CHARS = 4_000_000  # per text field; extraction limits should bite earlier
 PREVIEW_CHARS = 320  # body prefix kept in the index for snippets (size matters: issue 3)
