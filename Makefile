@@ -42,7 +42,7 @@ pytest-sqlite:
 
 pytest-postgres:
 	@bash scripts/ensure-postgres.sh
-	DATABASE_URL=$(PG_URL) $(BIN)/pytest -q -p no:cacheprovider -m "not corpus"
+	DATABASE_URL=$(PG_URL) $(BIN)/pytest -q -p no:cacheprovider -m "not corpus and not single_db"
 
 clean:
 	rm -rf $(VENV) var

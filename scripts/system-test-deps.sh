@@ -2,7 +2,10 @@
 # Installs the Debian packages the test suite drives for real. Runs apt only when
 # something is missing, and only as root; otherwise says what to install.
 set -euo pipefail
-packages=(chromium chromium-driver)
+# chromium: browser tests; postfix + swaks: real SMTP clients and a relay in front of the
+# listener; dovecot: a real IMAP/POP3 server; slapd + ldap-utils: a real LDAP directory;
+# notmuch: the benchmark's peer. Tests start their own instances of the servers.
+packages=(chromium chromium-driver postfix swaks dovecot-imapd dovecot-pop3d slapd ldap-utils notmuch)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -16,4 +19,9 @@ fi
 echo "Installing Debian packages: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The packaged daemons are not needed as services; tests run their own instances.
+for svc in postfix dovecot slapd; do
+  systemctl disable --now "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
+done
