@@ -8,6 +8,7 @@ exit code says so, instead of leaving half a system running.
 
 from __future__ import annotations
 
+import ctypes
 import signal
 import subprocess
 import sys
@@ -21,6 +22,16 @@ from types import FrameType
 class Service:
     name: str
     argv: Sequence[str]
+
+
+def die_with_parent() -> None:
+    """For ``preexec_fn``: on Linux the child gets SIGTERM when the process that started it
+    dies, so no orphan keeps working (or keeps a port) after a crash of its parent."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:  # pragma: no cover - not Linux
+        pass
 
 
 def python_module(module: str, *args: str) -> list[str]:

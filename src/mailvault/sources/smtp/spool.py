@@ -13,6 +13,7 @@ Record: MAGIC | u32 header length | u64 body length | header (JSON) | body | u32
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import struct
@@ -35,11 +36,12 @@ class SpoolRecord:
     body: bytes
 
 
-def encode(meta: dict[str, object], body: bytes) -> bytes:
+def encode_pieces(meta: dict[str, object], body: bytes) -> tuple[bytes, ...]:
+    """A record as the pieces written one after the other (the body is not copied)."""
     header = json.dumps(meta, separators=(",", ":")).encode()
     head = _HEAD.pack(MAGIC, len(header), len(body))
     crc = zlib.crc32(body, zlib.crc32(header, zlib.crc32(head)))
-    return b"".join((head, header, body, _CRC.pack(crc)))
+    return head, header, body, _CRC.pack(crc)
 
 
 def read_segment(path: Path) -> Iterator[SpoolRecord]:
@@ -88,14 +90,32 @@ class Spool:
         self._opened_at = 0.0
         self._size = 0
         self._counter = 0
+        self._pending_cache: tuple[float, int] | None = None
 
     # --- writing (the listener) ----------------------------------------------------
 
     def recover(self) -> int:
-        """Hand segments left in ``active/`` by a dead process to the consumer."""
+        """Hand segments left in ``active/`` by a dead process to the consumer.
+
+        Each writer holds an exclusive ``flock`` on its active segment for as long as it
+        lives (the kernel drops it when the process dies), so a segment that can be locked
+        here has no writer left; one that cannot belongs to a live listener process and
+        stays where it is."""
         moved = 0
         for path in sorted(self.active_dir.glob("*.spool")):
-            os.replace(path, self.ready_dir / path.name)
+            try:
+                handle = path.open("rb")
+            except FileNotFoundError:
+                continue
+            with handle:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live writer
+                try:
+                    os.replace(path, self.ready_dir / path.name)
+                except FileNotFoundError:
+                    continue
             moved += 1
         if moved:
             _fsync_dir(self.ready_dir)
@@ -108,9 +128,9 @@ class Spool:
                 self._open()
             assert self._file is not None
             for meta, body in records:
-                data = encode(meta, body)
-                self._file.write(data)
-                self._size += len(data)
+                for piece in encode_pieces(meta, body):
+                    self._file.write(piece)
+                    self._size += len(piece)
             self._file.flush()
             os.fsync(self._file.fileno())
 
@@ -119,6 +139,7 @@ class Spool:
         name = f"{time.time_ns():020d}-{os.getpid()}-{self._counter:06d}.spool"
         self._path = self.active_dir / name
         self._file = self._path.open("ab")
+        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         _fsync_dir(self.active_dir)
         self._opened_at = time.monotonic()
         self._size = 0
@@ -135,8 +156,10 @@ class Spool:
             )
             if not due:
                 return False
-            self._file.close()
+            # Renamed while still open and locked: no other process's recover() can take
+            # the segment in between.
             os.replace(self._path, self.ready_dir / self._path.name)
+            self._file.close()
             _fsync_dir(self.ready_dir)
             self._file = None
             self._path = None
@@ -147,7 +170,14 @@ class Spool:
     def ready_segments(self) -> list[Path]:
         return sorted(self.ready_dir.glob("*.spool"))
 
-    def pending_bytes(self) -> int:
+    def pending_bytes(self, *, max_age: float = 0.0) -> int:
+        """Bytes waiting in the spool; a figure up to ``max_age`` seconds old may be
+        reused (the listener asks on every RCPT; the directories are scanned at most
+        that often)."""
+        now = time.monotonic()
+        cached = self._pending_cache
+        if max_age and cached is not None and now - cached[0] < max_age:
+            return cached[1]
         total = 0
         for directory in (self.active_dir, self.ready_dir):
             for path in directory.glob("*.spool"):
@@ -155,4 +185,5 @@ class Spool:
                     total += path.stat().st_size
                 except FileNotFoundError:
                     continue
+        self._pending_cache = (now, total)
         return total

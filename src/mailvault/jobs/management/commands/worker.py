@@ -11,7 +11,6 @@ Start any number of workers against PostgreSQL: tasks are claimed with
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import signal
 import subprocess
@@ -28,6 +27,7 @@ from django_tasks.utils import get_random_id
 from django_tasks_db.management.commands.db_worker import Worker
 
 from mailvault.jobs.runner import reap_lost_runs, worker_mode
+from mailvault.supervisor import die_with_parent
 
 logger = logging.getLogger("mailvault.jobs")
 
@@ -56,15 +56,6 @@ class RecoveringWorker(Worker):
                     conn.close()
                 time.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
-
-
-def _die_with_parent() -> None:
-    """Linux: the child gets SIGTERM if this supervisor dies, so no orphan keeps working."""
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:  # pragma: no cover - not Linux
-        pass
 
 
 class Command(BaseCommand):
@@ -139,7 +130,7 @@ class Command(BaseCommand):
         backoff = 1.0
         while True:
             started = time.monotonic()
-            child = subprocess.Popen(argv, preexec_fn=_die_with_parent)  # noqa: S603
+            child = subprocess.Popen(argv, preexec_fn=die_with_parent)  # noqa: S603
             code = child.wait()
             if stopping or code == 0:
                 return code
