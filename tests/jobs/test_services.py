@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
+from django_tasks.base import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from mailvault.accounts.models import Group
@@ -267,3 +269,27 @@ def test_berlin_daily_schedule_over_dst_with_controlled_clock(
     s = services.save_schedule("test.ok", None, rec, now=start)
     assert _fire_times(start, start + timedelta(days=2), timedelta(minutes=10)) == expected
     assert s.description == "Daily at 02:30 (Europe/Berlin)"
+
+
+def test_reaper_fails_a_run_whose_worker_died_between_claim_and_start(tenant: Tenant) -> None:
+    run = services.run_now("test.ok")
+    claimed_at = timezone.now()
+    # A worker claimed the queue task, then died before the run started.
+    DBTaskResult.objects.filter(pk=run.task_result_id).update(
+        status=TaskResultStatus.RUNNING, started_at=claimed_at
+    )
+    later = claimed_at + timedelta(seconds=30)
+    assert reap_lost_runs(later, lost_after=60) == 0  # not yet overdue
+    assert reap_lost_runs(later + timedelta(seconds=60), lost_after=60) == 1
+    run.refresh_from_db()
+    assert run.status == JobRun.Status.FAILED
+    assert any("never started" in t for t in texts(run))
+    task = DBTaskResult.objects.get(pk=run.task_result_id)
+    assert task.status == TaskResultStatus.FAILED
+
+
+def test_reaper_leaves_a_run_that_waits_for_a_free_worker(tenant: Tenant) -> None:
+    run = services.run_now("test.ok")
+    assert reap_lost_runs(timezone.now() + timedelta(hours=1), lost_after=60) == 0
+    run.refresh_from_db()
+    assert run.status == JobRun.Status.QUEUED

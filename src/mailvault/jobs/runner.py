@@ -229,9 +229,10 @@ class _Watchdog(threading.Thread):
             os._exit(EXIT_HARD_TIMEOUT)
 
 
-def fail_run(run: JobRun, text: str) -> bool:
-    """Mark a running run failed with an error message (and its queue task, if any)."""
-    changed = JobRun.unscoped.filter(pk=run.pk, status=JobRun.Status.RUNNING).update(
+def fail_run(run: JobRun, text: str, *, from_status: str = JobRun.Status.RUNNING) -> bool:
+    """Mark a running (or ``from_status``) run failed with an error message, and its queue
+    task if any."""
+    changed = JobRun.unscoped.filter(pk=run.pk, status=from_status).update(
         status=JobRun.Status.FAILED, ended_at=timezone.now()
     )
     if changed:
@@ -267,5 +268,32 @@ def reap_lost_runs(now: datetime | None = None, *, lost_after: float | None = No
             "the run was abandoned. The schedule's next run proceeds as usual."
         )
         if fail_run(run, text):
+            reaped += 1
+    return reaped + _reap_runs_lost_before_start(cutoff)
+
+
+def _reap_runs_lost_before_start(cutoff: datetime) -> int:
+    """Fail queued runs whose queue task a worker claimed (or finished) but which never
+    started: the worker died in between. Left alone, such a run would keep its
+    configuration blocked for ever (one run per configuration at a time)."""
+    from django_tasks.base import TaskResultStatus
+    from django_tasks_db.models import DBTaskResult
+
+    queued = JobRun.unscoped.filter(status=JobRun.Status.QUEUED, created_at__lt=cutoff)
+    reaped = 0
+    for run in queued.exclude(task_result_id=""):
+        task = DBTaskResult.objects.filter(pk=run.task_result_id).first()
+        if task is None:
+            reason = "its queue task is gone"
+        elif task.status == TaskResultStatus.RUNNING and (
+            task.started_at is None or task.started_at < cutoff
+        ):
+            reason = f"a worker claimed it at {task.started_at} and was lost before starting it"
+        elif task.status in (TaskResultStatus.FAILED, TaskResultStatus.SUCCESSFUL):
+            reason = f"its queue task ended ({task.status}) without starting it"
+        else:
+            continue  # still waiting for a worker: not lost
+        text = f"Worker lost: the run never started ({reason}). The next run proceeds as usual."
+        if fail_run(run, text, from_status=JobRun.Status.QUEUED):
             reaped += 1
     return reaped
