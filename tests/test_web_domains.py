@@ -166,10 +166,17 @@ def test_bad_domain_name_page_shows_error(admin_client_a: Client) -> None:
     assert Domain.unscoped.count() == count
 
 
-@pytest.mark.parametrize("name", ["bücher.example", "xn--bcher-kva.example", "a-b.c-d.io"])
-def test_good_unusual_names_accepted(tenant_a: TenantWorld, name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "stored"),
+    [
+        ("bücher.example", "bücher.example"),
+        ("xn--bcher-kva.example", "bücher.example"),  # kept in its Unicode form
+        ("a-b.c-d.io", "a-b.c-d.io"),
+    ],
+)
+def test_good_unusual_names_accepted(tenant_a: TenantWorld, name: str, stored: str) -> None:
     with tenant_context(tenant_a.tenant):
-        assert services.add_domain(name).name == name
+        assert services.add_domain(name).name == stored
 
 
 def test_domain_of_another_tenant_refused(tenant_a: TenantWorld, tenant_b: TenantWorld) -> None:
@@ -184,3 +191,15 @@ def test_users_only_on_own_domains(tenant_a: TenantWorld, tenant_b: TenantWorld)
             services.create_user("x", tenant_b.name, password="Some-Body-42")
         with pytest.raises(services.AccountError, match="does not belong"):
             services.create_user("x", tenant_b.manual_domain.name, password="Some-Body-42")
+
+
+def test_a_domain_and_its_punycode_form_are_one_domain(tenant_a: TenantWorld) -> None:
+    from mailvault.archive.services import create_mailbox
+
+    with tenant_context(tenant_a.tenant):
+        added = services.add_domain("Bücher.Example")
+        assert added.name == "bücher.example"
+        with pytest.raises(services.AccountError, match="already in use"):
+            services.add_domain("xn--bcher-kva.example")
+        mailbox = create_mailbox("anna@xn--bcher-kva.example")
+        assert mailbox.primary_address == "anna@bücher.example"

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from mailvault.accounts.dns import DnsLookupError, get_resolver
+from mailvault.accounts.domains import canonical_domain
 from mailvault.accounts.models import Domain, Group, GroupRole, User
 from mailvault.accounts.passwords import generate_password
 from mailvault.accounts.roles import Role
@@ -57,7 +58,7 @@ def _username(local_part: str, domain: str) -> str:
     local_part = local_part.strip()
     if not local_part or "@" in local_part or any(c.isspace() for c in local_part):
         raise AccountError("A user name is a name without spaces or '@'.")
-    domain_name = domain.strip().casefold()
+    domain_name = canonical_domain(domain)
     if not Domain.objects.filter(name=domain_name).exists():
         raise AccountError(f"The domain {domain_name} does not belong to this tenant.")
     return normalize_username(f"{local_part}@{domain_name}")
@@ -212,7 +213,7 @@ def _is_domain_name(name: str) -> bool:
 
 
 def add_domain(name: str) -> Domain:
-    name = name.strip().rstrip(".").casefold()
+    name = canonical_domain(name)
     if not _is_domain_name(name):
         raise AccountError(f"{name or 'An empty name'} is not a domain name.")
     if Domain.unscoped.filter(name=name).exists():

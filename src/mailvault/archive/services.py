@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
+from mailvault.accounts.domains import canonical_address
 from mailvault.accounts.models import Domain, Group, User
 from mailvault.accounts.roles import Role
 from mailvault.archive.models import Folder, Mailbox, MailboxAddress
@@ -20,7 +21,7 @@ class MailboxError(ValueError):
 
 
 def normalize_address(address: str) -> str:
-    address = address.strip().casefold()
+    address = canonical_address(address)
     if not _ADDRESS.match(address):
         raise MailboxError(f"{address or 'An empty value'} is not a mail address.")
     domain = address.rsplit("@", 1)[1]
