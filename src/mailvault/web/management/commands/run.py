@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from argparse import ArgumentParser
 from typing import Any
 
@@ -62,7 +63,36 @@ class Command(BaseCommand):
         worker = Service("worker", python_module("mailvault", "worker"))
         scheduler = Service("scheduler", python_module("mailvault", "scheduler"))
         smtpd = Service("smtpd", python_module("mailvault", "smtpd"))
-        raise SystemExit(Supervisor([web, worker, scheduler, smtpd]).run())
+        services = [web, worker, scheduler, smtpd]
+        if settings.MAILVAULT_M365_EMULATOR:
+            services.append(self._m365_emulator())  # sets the env before any child starts
+        raise SystemExit(Supervisor(services).run())
+
+    def _m365_emulator(self) -> Service:
+        """The Microsoft 365 emulator; its journal reports go to our SMTP listener. Unless
+        MAILVAULT_M365_* point elsewhere, the other services (which inherit this
+        environment) talk to it: its authority, app credentials and CA."""
+        from m365_emulator.cli import connection_env
+
+        port = settings.MAILVAULT_M365_EMULATOR_PORT
+        for name, value in connection_env(settings.VAR_DIR / "m365-emulator", port).items():
+            os.environ.setdefault(name, value)
+        self.stdout.write(
+            f"Microsoft 365 emulator: https://localhost:{port}/_emulator/admin "
+            f"(CA: {settings.VAR_DIR / 'm365-emulator' / 'tls' / 'ca.pem'})"
+        )
+        return Service(
+            "m365-emulator",
+            python_module(
+                "m365_emulator",
+                "--port",
+                str(port),
+                "--state-dir",
+                str(settings.VAR_DIR / "m365-emulator"),
+                "--journal-smarthost",
+                f"{settings.MAILVAULT_SMTP_HOST}:{settings.MAILVAULT_SMTP_PORT}",
+            ),
+        )
 
     def _ensure_demo_tenant(self, name: str) -> None:
         if Tenant.objects.filter(name=name).exists():

@@ -1,0 +1,3 @@
+from m365_emulator.cli import main
+
+raise SystemExit(main())
