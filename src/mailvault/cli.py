@@ -13,7 +13,11 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mailvault.settings")
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(["mailvault", *(sys.argv[1:] if argv is None else argv)])
+    from mailvault.compliance.audit.cli import audited
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    with audited(args):  # commands that change data go into the audit log
+        execute_from_command_line(["mailvault", *args])
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 from mailvault.archive import access, blobs, rendering
 from mailvault.archive.models import Folder, Mailbox, Message
 from mailvault.archive.services import readable_mailboxes
+from mailvault.compliance import audit
 from mailvault.search import QuerySyntaxError, SearchResult
 from mailvault.search.services import search_for_user
 from mailvault.search.types import SortOrder
@@ -94,6 +95,7 @@ def message_view(request: HttpRequest, message_id: int) -> HttpResponse:
     message = _readable_message(request, message_id)
     allow_remote = request.GET.get("remote") == "1"
     rendered = rendering.render_message(blobs.read_original(message), allow_remote=allow_remote)
+    audit.record_message_access(request, "message.view", message)
     return render(
         request,
         "web/webaccess/message.html",
@@ -130,9 +132,9 @@ def _attachment_response(data: bytes, filename: str, content_type: str) -> HttpR
 def message_download(request: HttpRequest, message_id: int) -> HttpResponse:
     """The original, byte for byte, as a .eml file."""
     message = _readable_message(request, message_id)
-    return _attachment_response(
-        blobs.read_original(message), f"message-{message.pk}.eml", "message/rfc822"
-    )
+    raw = blobs.read_original(message)
+    audit.record_message_access(request, "message.download", message)
+    return _attachment_response(raw, f"message-{message.pk}.eml", "message/rfc822")
 
 
 @web_view
@@ -142,6 +144,7 @@ def attachment_download(request: HttpRequest, message_id: int, index: int) -> Ht
     if found is None:
         raise Http404
     filename, _content_type, data = found
+    audit.record_message_access(request, "attachment.download", message)
     # Always served as a download, never rendered inline in Mailvault's origin.
     return _attachment_response(data, filename, "application/octet-stream")
 
