@@ -3,9 +3,10 @@
 # something is missing, and only as root; otherwise says what to install.
 set -euo pipefail
 # chromium: browser tests; postfix + swaks: real SMTP clients and a relay in front of the
-# listener; dovecot: a real IMAP/POP3 server; slapd + ldap-utils: a real LDAP directory;
-# notmuch: the benchmark's peer. Tests start their own instances of the servers.
-packages=(chromium chromium-driver postfix swaks dovecot-imapd dovecot-pop3d slapd ldap-utils notmuch)
+# listener (libnet-ssleay-perl: swaks --tls); dovecot: a real IMAP/POP3 server;
+# slapd + ldap-utils: a real LDAP directory; notmuch: the benchmark's peer.
+# Tests start their own instances of the servers.
+packages=(chromium chromium-driver postfix swaks libnet-ssleay-perl dovecot-imapd dovecot-pop3d slapd ldap-utils notmuch)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from .smtp_servers import Installation, Smtpd, build_installation
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,3 +61,25 @@ def rhelp_month(tmp_path_factory: pytest.TempPathFactory) -> Path:
         corpus_file("r-help-mbox.tar.xz"), dest, ["r-help/2020-July.txt", "r-help/2003-May.txt"]
     )
     return dest / "r-help"
+
+
+# --- end-to-end journaling: a private installation, copied per test -----------------
+
+
+@pytest.fixture(scope="session")
+def mv_template(tmp_path_factory: pytest.TempPathFactory) -> Installation:
+    """Migrated, with tenant contoso, its mailboxes and two journal endpoints."""
+    return build_installation(tmp_path_factory.mktemp("mv-template") / "var")
+
+
+@pytest.fixture
+def installation(mv_template: Installation, tmp_path: Path) -> Installation:
+    return mv_template.copy(tmp_path / "var")
+
+
+@pytest.fixture
+def smtpd(installation: Installation) -> Iterator[Smtpd]:
+    """``mailvault smtpd`` (listener and consumer) as a real subprocess."""
+    process = Smtpd(installation).start()
+    yield process
+    process.stop()

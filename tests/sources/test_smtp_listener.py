@@ -78,6 +78,7 @@ class Listener:
     def ingest(self) -> int:
         """Make the spooled mail archived (what the consumer thread does in production)."""
         self.spool.roll_if_due(force=True)
+        self.handler.counters.flush()  # what the counters thread does every second
         return self.consumer.drain()
 
 
@@ -295,6 +296,10 @@ def test_a_torn_spool_tail_keeps_every_whole_record(tmp_path: Path):
     active = next((tmp_path / "spool" / "active").glob("*.spool"))
     with active.open("ab") as handle:
         handle.write(b"MVS1\x00\x00\x00\x10garbage")  # a record cut short by a crash
+    # While its writer lives, the segment is locked and stays where it is.
+    assert Spool(tmp_path / "spool").recover() == 0
+    assert spool._file is not None
+    spool._file.close()  # the writer dies without rolling its segment
     assert Spool(tmp_path / "spool").recover() == 1
     (segment,) = Spool(tmp_path / "spool").ready_segments()
     assert [r.body for r in read_segment(segment)] == [b"one", b"two"]

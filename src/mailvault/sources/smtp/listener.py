@@ -21,6 +21,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from django.conf import settings
 from django.contrib.auth.hashers import check_password
 
+from mailvault.sources.smtp.counters import EndpointCounters
 from mailvault.sources.smtp.endpoints import EndpointDirectory, EndpointInfo
 from mailvault.sources.smtp.spool import Spool
 
@@ -117,17 +118,22 @@ def split_recipient(address: str, domain: str) -> tuple[str, str] | None:
 class JournalHandler:
     """aiosmtpd handler: checks recipients, spools accepted messages."""
 
-    def __init__(self, directory: EndpointDirectory, committer: GroupCommitter) -> None:
+    def __init__(
+        self,
+        directory: EndpointDirectory,
+        committer: GroupCommitter,
+        counters: EndpointCounters | None = None,
+    ) -> None:
         self.directory = directory
         self.committer = committer
+        # Accepted/rejected/deferred per endpoint, persisted by counters.py (not here).
+        self.counters = counters if counters is not None else EndpointCounters()
         self.domain = settings.MAILVAULT_JOURNAL_DOMAIN
         self.max_recipients = settings.MAILVAULT_SMTP_MAX_RECIPIENTS
         self.spool_limit = settings.MAILVAULT_SMTP_SPOOL_LIMIT_BYTES
-        self.rejections: dict[int, int] = {}
-        self.deferrals: dict[int, int] = {}
 
     def _overloaded(self) -> bool:
-        return self.committer.spool.pending_bytes() > self.spool_limit
+        return self.committer.spool.pending_bytes(max_age=0.5) > self.spool_limit
 
     async def handle_RCPT(
         self,
@@ -143,19 +149,19 @@ class JournalHandler:
         endpoint = self.directory.get(parts[0]) if parts else None
         if endpoint is None or not endpoint.enabled:
             if endpoint is not None:
-                self.rejections[endpoint.id] = self.rejections.get(endpoint.id, 0) + 1
+                self.counters.rejected(endpoint.id)
             return f"550 5.1.1 <{address}>: Recipient address rejected: no such journal endpoint"
         peer_host = session.peer[0] if isinstance(session.peer, tuple) else ""
         if not endpoint.allows_peer(str(peer_host)):
-            self.rejections[endpoint.id] = self.rejections.get(endpoint.id, 0) + 1
+            self.counters.rejected(endpoint.id)
             return "550 5.7.1 Your address may not deliver to this journal endpoint"
         if endpoint.auth_username and getattr(session, "mailvault_user", None) != (
             endpoint.auth_username
         ):
-            self.rejections[endpoint.id] = self.rejections.get(endpoint.id, 0) + 1
+            self.counters.rejected(endpoint.id)
             return "530 5.7.0 Authentication required"
         if self._overloaded():
-            self.deferrals[endpoint.id] = self.deferrals.get(endpoint.id, 0) + 1
+            self.counters.deferred(endpoint.id)
             return "451 4.3.1 Insufficient system storage, try again later"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
@@ -194,7 +200,11 @@ class JournalHandler:
         try:
             await self.committer.commit(records)
         except Exception:
+            for endpoint, _ in by_endpoint.values():
+                self.counters.deferred(endpoint.id)
             return "451 4.3.0 Could not store the message, try again later"
+        for endpoint, _ in by_endpoint.values():
+            self.counters.accepted(endpoint.id, received)
         return "250 2.0.0 OK: archived"
 
 
