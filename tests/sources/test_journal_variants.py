@@ -533,6 +533,36 @@ def test_a_client_that_trickles_bytes_is_cut_off_by_the_timeout(world, listener)
     assert listener.spool.ready_segments() == []
 
 
+def test_a_slow_but_steady_sender_keeps_its_session(world, listener):
+    """Progress in DATA restarts the timeout: a big message over a slow link (5 KiB every
+    0.5 s, longer in all than the 1.5 s timeout) is accepted whole."""
+    endpoint = world["endpoint"]
+    port = free_port()
+    controller = FastController(
+        listener.handler, hostname="127.0.0.1", port=port, decode_data=False, timeout=1.5
+    )
+    controller.start()
+    try:
+        sock = _raw_session(port)
+        _command(sock, b"EHLO steady.test")
+        _command(sock, b"MAIL FROM:<a@b.test>")
+        _command(sock, f"RCPT TO:<{endpoint.smtp_address}>".encode())
+        assert _command(sock, b"DATA").startswith(b"354")
+        started = time.monotonic()
+        sock.sendall(b"Subject: steady\r\nMessage-ID: <steady@b.test>\r\n\r\n")
+        for _ in range(8):
+            sock.sendall(b"y" * 5118 + b"\r\n")
+            time.sleep(0.5)
+        assert time.monotonic() - started > 3  # well past the timeout
+        assert _command(sock, b".").startswith(b"250")
+        sock.close()
+    finally:
+        controller.stop()
+    listener.ingest()
+    with tenant_context(world["tenant"]):
+        assert Message.objects.filter(message_id="<steady@b.test>").exists()
+
+
 def test_journaling_problems_show_in_the_admin_process_log(world, listener):
     endpoint = world["endpoint"]
     data = report(endpoint.smtp_address, [original("<nolog@contoso.com>")], with_envelope=False)

@@ -27,6 +27,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import MISSING, SMTP
 
 BLOCK = 64 * 1024
+PROGRESS_BYTES = 4 * 1024
 _TERMINATOR = b"\r\n.\r\n"
 
 
@@ -78,6 +79,7 @@ class FastDataSMTP(SMTP):
         limit = self.data_size_limit
         buffer = bytearray()
         received = 0
+        since_reset = 0
         too_much = False
         while True:
             # An empty message is just the terminating dot line.
@@ -96,6 +98,13 @@ class FastDataSMTP(SMTP):
             if not chunk:  # the client went away mid-DATA: nothing is kept
                 return
             buffer += chunk
+            # The session timeout is an idle timeout for DATA too, but only progress
+            # counts: a sender delivering at least PROGRESS_BYTES per timeout period keeps
+            # its session (a big message over a slow link), a trickler does not.
+            since_reset += len(chunk)
+            if since_reset >= PROGRESS_BYTES:
+                since_reset = 0
+                self._reset_timeout()
             if limit and received + len(buffer) > limit + len(_TERMINATOR):
                 too_much = True
                 # Keep only what a terminator split across blocks could need.
