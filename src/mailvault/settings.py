@@ -7,6 +7,7 @@ under ``./var``. Set ``DATABASE_URL`` for PostgreSQL. Everything else is read th
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import dj_database_url
@@ -36,6 +37,9 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_tasks",
     "django_tasks_db",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "mailvault.tenancy",
     "mailvault.accounts",
     "mailvault.directory",
@@ -52,10 +56,14 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Outermost of ours: sees every answer (CSRF and role refusals too); X-Request-ID.
+    "mailvault.compliance.audit.middleware.AuditMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Under /api/: the API key (not a session) is the user, so its tenant becomes active.
+    "mailvault.api.middleware.ApiKeyMiddleware",
     "mailvault.tenancy.middleware.TenantMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -171,6 +179,61 @@ MAILVAULT_MASTER_KEY_FILE = Path(
     env_str("MAILVAULT_MASTER_KEY_FILE", str(VAR_DIR / "master.key"))
 ).resolve()
 MAILVAULT_STORE_COMPRESSION_LEVEL = env_int("MAILVAULT_STORE_COMPRESSION_LEVEL", 3, minimum=1)
+# Compliance exports: written here, downloadable by their requester until they expire.
+MAILVAULT_EXPORT_DIR = Path(env_str("MAILVAULT_EXPORT_DIR", str(VAR_DIR / "exports"))).resolve()
+MAILVAULT_EXPORT_EXPIRY_HOURS = env_int("MAILVAULT_EXPORT_EXPIRY_HOURS", 72, minimum=1)
+
+# The management API (/api/v1/, operator API /api/operator/v1/): rate limits per key
+# ("N/sec|min|hour|day"), page sizes.
+MAILVAULT_API_RATE = env_str("MAILVAULT_API_RATE", "600/min")
+MAILVAULT_API_OPERATOR_RATE = env_str("MAILVAULT_API_OPERATOR_RATE", "120/min")
+MAILVAULT_API_ANON_RATE = env_str("MAILVAULT_API_ANON_RATE", "60/min")
+for _name in ("MAILVAULT_API_RATE", "MAILVAULT_API_OPERATOR_RATE", "MAILVAULT_API_ANON_RATE"):
+    if not re.fullmatch(r"[1-9][0-9]*/(s|sec|m|min|h|hour|d|day)", globals()[_name]):
+        raise SettingsError(f"{_name} must look like 600/min (N/sec, min, hour or day).")
+MAILVAULT_API_PAGE_SIZE = env_int("MAILVAULT_API_PAGE_SIZE", 50, minimum=1)
+MAILVAULT_API_MAX_PAGE_SIZE = env_int("MAILVAULT_API_MAX_PAGE_SIZE", 500, minimum=1)
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["mailvault.api.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["mailvault.api.permissions.IsAdmin"],
+    "DEFAULT_THROTTLE_CLASSES": ["mailvault.api.throttling.KeyRateThrottle"],
+    "DEFAULT_PAGINATION_CLASS": "mailvault.api.pagination.ApiPagination",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "mailvault.api.errors.exception_handler",
+    "DEFAULT_METADATA_CLASS": None,  # OPTIONS describes nothing: the OpenAPI document does
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Mailvault management API",
+    "DESCRIPTION": "Everything Admin Access does, for scripts. Authenticate with "
+    "`Authorization: Bearer <API key>`.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "RoleEnum": "mailvault.accounts.roles.Role",
+        "DomainKindEnum": "mailvault.accounts.models.Domain.Kind",
+        "SecretKindEnum": "mailvault.accounts.secrets.Secret.Kind",
+        "AccountSourceEnum": "mailvault.accounts.models.User.Source",
+        "DirectoryKindEnum": "mailvault.directory.models.DirectoryService.Kind",
+        "LdapSecurityEnum": "mailvault.directory.models.DirectoryService.Security",
+        "ProfileTypeEnum": "mailvault.sources.models_profiles.ArchivingProfile.Type",
+        "ProfileSecurityEnum": "mailvault.sources.models_profiles.ArchivingProfile.Security",
+        "HoldKindEnum": "mailvault.compliance.models_holds.LegalHold.Kind",
+        "ExportStatusEnum": "mailvault.compliance.models_export.ExportJob.Status",
+        "ExportSourceEnum": "mailvault.compliance.models_export.ExportJob.Source",
+        "ExportFormatEnum": "mailvault.compliance.models_export.ExportJob.Format",
+        "MailboxKindEnum": "mailvault.archive.models.Mailbox.Kind",
+        "JobStatusEnum": "mailvault.jobs.models.JobRun.Status",
+        "ScheduleKindEnum": "mailvault.api.serializers.jobs.SCHEDULE_KINDS",
+        "TenantStatusEnum": "mailvault.tenancy.models.Tenant.Status",
+    },
+}
 
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
@@ -198,7 +261,14 @@ MAILVAULT_SMTP_MAX_MESSAGE_BYTES = env_int(
     "MAILVAULT_SMTP_MAX_MESSAGE_BYTES", 150 << 20, minimum=1024
 )
 MAILVAULT_SMTP_MAX_RECIPIENTS = env_int("MAILVAULT_SMTP_MAX_RECIPIENTS", 1000, minimum=1)
+# The Microsoft 365 emulator (package m365_emulator) that `mailvault run` starts beside
+# Mailvault over HTTPS; its state (generated CA, signing key, consent, journal rules) is
+# kept in var/m365-emulator.
+MAILVAULT_M365_EMULATOR = env_bool("MAILVAULT_M365_EMULATOR", True)
+MAILVAULT_M365_EMULATOR_PORT = env_int("MAILVAULT_M365_EMULATOR_PORT", 8443, minimum=1)
 MAILVAULT_SMTP_SPOOL_LIMIT_BYTES = env_int("MAILVAULT_SMTP_SPOOL_LIMIT_BYTES", 2 << 30, minimum=1)
+# Listener processes sharing the SMTP port (SO_REUSEPORT); 0 means one per CPU.
+MAILVAULT_SMTP_PROCESSES = env_int("MAILVAULT_SMTP_PROCESSES", 0, minimum=0)
 MAILVAULT_SMTP_TLS_CERT = env_str("MAILVAULT_SMTP_TLS_CERT", "")
 MAILVAULT_SMTP_TLS_KEY = env_str("MAILVAULT_SMTP_TLS_KEY", "")
 MAILVAULT_SPOOL_DIR = Path(env_str("MAILVAULT_SPOOL_DIR", str(VAR_DIR / "spool"))).resolve()
@@ -211,6 +281,23 @@ MAILVAULT_IMPORT_UPLOAD_MAX_BYTES = env_int(
 )
 # Messages per batch of the file import job: progress and cancel checks come per batch.
 MAILVAULT_IMPORT_JOB_BATCH = env_int("MAILVAULT_IMPORT_JOB_BATCH", 100, minimum=1)
+
+# Microsoft 365 / Entra ID: the two base URLs (the real cloud by default; the emulator's in
+# tests), the app registration's client id and secret, and a CA bundle for HTTPS (empty:
+# the system's trust store).
+MAILVAULT_M365_AUTHORITY_BASE = env_str(
+    "MAILVAULT_M365_AUTHORITY_BASE", "https://login.microsoftonline.com"
+).rstrip("/")
+MAILVAULT_M365_GRAPH_BASE = env_str(
+    "MAILVAULT_M365_GRAPH_BASE", "https://graph.microsoft.com"
+).rstrip("/")
+MAILVAULT_M365_CLIENT_ID = env_str("MAILVAULT_M365_CLIENT_ID", "")
+MAILVAULT_M365_CLIENT_SECRET = env_str("MAILVAULT_M365_CLIENT_SECRET", "")
+MAILVAULT_M365_CA_BUNDLE = env_str("MAILVAULT_M365_CA_BUNDLE", "")
+# Or a certificate instead of the secret: a PEM file with the certificate and its key.
+MAILVAULT_M365_CLIENT_CERTIFICATE = env_str("MAILVAULT_M365_CLIENT_CERTIFICATE", "")
+# Retries of one Graph request on 429/503/dropped connections before the run fails.
+MAILVAULT_M365_MAX_RETRIES = env_int("MAILVAULT_M365_MAX_RETRIES", 8, minimum=0)
 
 LOGGING = {
     "version": 1,

@@ -24,6 +24,8 @@ class Tenant(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
         SUSPENDED = "suspended", "Suspended"
+        # Data deleted for good; the row and the audit log remain (see api/operator.py).
+        OFFBOARDED = "offboarded", "Offboarded"
 
     name = models.CharField(
         max_length=63,
