@@ -135,3 +135,10 @@ def test_generated_password_valid_for_any_user(username: str) -> None:
 
 def test_generated_passwords_differ() -> None:
     assert len({generate_password() for _ in range(50)}) == 50
+
+
+def test_generated_passwords_never_contain_a_short_username() -> None:
+    from mailvault.accounts.passwords import generate_password, password_problems
+
+    for _ in range(200):  # with "x" as the user, most random passwords would contain it
+        assert password_problems(generate_password(username="x@example.com"), "x@example.com") == []

@@ -77,10 +77,10 @@ class MailvaultPasswordValidator:
         )
 
 
-def generate_password(length: int = 16) -> str:
-    """A random password that always satisfies the rules."""
+def generate_password(length: int = 16, username: str = "") -> str:
+    """A random password that always satisfies the rules (for ``username`` too)."""
     alphabet = string.ascii_letters + string.digits + "-_.!?#%+"
     while True:
         candidate = "".join(secrets.choice(alphabet) for _ in range(length))
-        if not password_problems(candidate) and len(character_classes(candidate)) >= 4:
+        if not password_problems(candidate, username) and len(character_classes(candidate)) >= 4:
             return candidate

@@ -80,7 +80,7 @@ def create_user(
     if User.unscoped.filter(username=username).exists():
         raise AccountError(f"A user named {username} exists already.")
     user = User(username=username, display_name=display_name, source=source)
-    initial = password if password is not None else generate_password()
+    initial = password if password is not None else generate_password(username=username)
     validate_password(initial, user)
     user.set_password(initial)
     user.must_change_password = must_change_password
@@ -116,7 +116,7 @@ def delete_user(user: User) -> None:
 @transaction.atomic
 def reset_password(user: User) -> str:
     """An admin's "Reset password": a random password, to be changed at next login."""
-    password = generate_password()
+    password = generate_password(username=user.username)
     user.set_password(password)
     user.must_change_password = True
     user.rotate_device_trust()
