@@ -162,3 +162,8 @@ class LoginFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.username} at {self.at:%Y-%m-%d %H:%M:%S}"
+
+
+from mailvault.accounts.secrets import Secret  # noqa: E402 - registers the model with the app
+
+__all__ = ["Domain", "Group", "GroupRole", "LoginFailure", "Secret", "User"]

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from mailvault.accounts import login as signin
 from mailvault.accounts import mfa, services
+from mailvault.accounts.backends import find_user
 from mailvault.accounts.login import Step
 from mailvault.web.access import AREA_ROLES, AREA_TITLE, Area, area_view, signed_in_user
 from mailvault.web.forms import (
@@ -113,6 +114,13 @@ def web_login_password(request: HttpRequest) -> HttpResponse:
         return redirect("webaccess:login")
     if signin.is_directory_user(username):
         # Synchronized users sign in at their identity provider (Microsoft sign-in).
+        from mailvault.directory.signin import entra_account
+
+        user = find_user(username)
+        if user is not None and entra_account(user) is not None:
+            url = reverse("webaccess:login_microsoft")
+            nxt = request.GET.get("next", "")
+            return HttpResponseRedirect(f"{url}?next={nxt}" if nxt else url)
         return render(
             request, "web/auth/directory_signin.html", _context(request, area, username=username)
         )
