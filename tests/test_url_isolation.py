@@ -21,15 +21,22 @@ from django.urls.resolvers import RoutePattern
 
 from factories import TenantWorld, client_for
 from mailvault.accounts.models import Domain, Group, GroupRole, User
+from mailvault.accounts.secrets import Secret, create_secret, generate_certificate
+from mailvault.api.models import ApiKey
 from mailvault.archive.models import Mailbox, Message
+from mailvault.compliance.models import ApprovalRequest, ExportJob, LegalHold, RetentionPolicy
+from mailvault.directory.models import DirectoryService
 from mailvault.ingestion.file_import import PROCESS_TYPE as FILE_IMPORT
 from mailvault.ingestion.models import ImportConfiguration
 from mailvault.jobs.models import JobRun, Schedule
-from mailvault.sources.models import JournalEndpoint
+from mailvault.sources.models import ArchivingProfile, JournalEndpoint
+from mailvault.sources.models_foldersync import FolderSynchronization
 from mailvault.tenancy.context import tenant_context
 from mailvault.web.navigation import UNBUILT
 
 pytestmark = pytest.mark.django_db
+
+ISOLATION_CERT = generate_certificate("isolation")
 
 
 def _import_config(w: TenantWorld) -> ImportConfiguration:
@@ -74,6 +81,130 @@ def _journal_endpoint(w: TenantWorld) -> JournalEndpoint:
     return endpoint
 
 
+def _directory_service(w: TenantWorld) -> DirectoryService:
+    with tenant_context(w.tenant):
+        service, _ = DirectoryService.objects.get_or_create(
+            name=f"directory of {w.name}",
+            defaults={"kind": DirectoryService.Kind.LDAP, "ldap_host": "127.0.0.1"},
+        )
+    return service
+
+
+def _secret(w: TenantWorld) -> Secret:
+    """The world's certificate secret (its certificate can be downloaded)."""
+    with tenant_context(w.tenant):
+        found = Secret.objects.filter(name="isolation secret").first()
+        if found is None:
+            found = create_secret(
+                "isolation secret",
+                Secret.Kind.CERTIFICATE,
+                certificate_pem=ISOLATION_CERT[0],
+                private_key_pem=ISOLATION_CERT[1],
+            )
+    return found
+
+
+def _archiving_profile(w: TenantWorld) -> ArchivingProfile:
+    secret = _secret(w)
+    with tenant_context(w.tenant):
+        profile, _ = ArchivingProfile.objects.get_or_create(
+            name="isolation profile",
+            defaults={
+                "type": ArchivingProfile.Type.IMAP,
+                "host": "127.0.0.1",
+                "address": w.mailbox.primary_address,
+                "secret": secret,
+                "mailbox": w.mailbox,
+            },
+        )
+    return profile
+
+
+def _api_key(w: TenantWorld) -> ApiKey:
+    from mailvault.api import keys
+
+    with tenant_context(w.tenant):
+        key = ApiKey.objects.filter(name="isolation key").first()
+        if key is None:
+            key, _ = keys.create_key("isolation key", w.owner, ["admin"])
+    return key
+
+
+def _compliance_user(w: TenantWorld) -> User:
+    """A Compliance officer of the world (made on first use)."""
+    from mailvault.accounts import services as accounts
+    from mailvault.accounts.roles import Role
+
+    with tenant_context(w.tenant):
+        found = User.objects.filter(username=f"officer@{w.name}").first()
+        if found is None:
+            group = accounts.create_group("Isolation officers")
+            accounts.set_group_roles(group, [Role.COMPLIANCE])
+            found, _ = accounts.create_user(
+                "officer", w.name, groups=[group], must_change_password=False
+            )
+    return found
+
+
+def _retention_policy(w: TenantWorld) -> RetentionPolicy:
+    with tenant_context(w.tenant):
+        policy, _ = RetentionPolicy.objects.get_or_create(
+            name="isolation policy", defaults={"period_days": 3650}
+        )
+    return policy
+
+
+def _legal_hold(w: TenantWorld) -> LegalHold:
+    with tenant_context(w.tenant):
+        hold, _ = LegalHold.objects.get_or_create(
+            name="isolation hold",
+            defaults={
+                "kind": LegalHold.Kind.MAILBOX,
+                "mailbox": w.mailbox,
+                "reason": "isolation",
+                "created_by_name": "test",
+            },
+        )
+    return hold
+
+
+def _approval(w: TenantWorld) -> ApprovalRequest:
+    with tenant_context(w.tenant):
+        found, _ = ApprovalRequest.objects.get_or_create(
+            reason="isolation approval",
+            defaults={
+                "kind": ApprovalRequest.Kind.DELETE,
+                "message_ids": [w.message.pk],
+                "requested_by_name": "someone",
+            },
+        )
+    return found
+
+
+def _export_job(w: TenantWorld) -> ExportJob:
+    officer = _compliance_user(w)
+    with tenant_context(w.tenant):
+        job, _ = ExportJob.objects.get_or_create(
+            requested_by=officer,
+            defaults={"source": ExportJob.Source.MAILBOX, "mailbox": w.mailbox},
+        )
+    return job
+
+
+def _folder_sync(w: TenantWorld) -> FolderSynchronization:
+    with tenant_context(w.tenant):
+        found, _ = FolderSynchronization.objects.get_or_create(
+            name="isolation folder sync",
+            defaults={
+                "type": FolderSynchronization.Type.M365,
+                "mode": FolderSynchronization.Mode.SINGLE,
+                "address": w.mailbox.primary_address,
+                "mailbox": w.mailbox,
+            },
+        )
+    return found
+
+
 # kwarg name -> (model, the object of that kind a tenant's world holds).
 # A new URL taking a new kind of id needs a line here; the tests fail until it has one.
 OBJECT_KWARGS: dict[str, tuple[type[models.Model], Callable[[TenantWorld], models.Model]]] = {
@@ -86,6 +217,15 @@ OBJECT_KWARGS: dict[str, tuple[type[models.Model], Callable[[TenantWorld], model
     "schedule_id": (Schedule, _schedule),
     "run_id": (JobRun, _job_run),
     "endpoint_id": (JournalEndpoint, _journal_endpoint),
+    "service_id": (DirectoryService, _directory_service),
+    "key_id": (ApiKey, _api_key),
+    "secret_id": (Secret, _secret),
+    "profile_id": (ArchivingProfile, _archiving_profile),
+    "policy_id": (RetentionPolicy, _retention_policy),
+    "hold_id": (LegalHold, _legal_hold),
+    "approval_id": (ApprovalRequest, _approval),
+    "export_id": (ExportJob, _export_job),
+    "folder_sync_id": (FolderSynchronization, _folder_sync),
 }
 
 # kwargs that are no object ids, with a valid value each.
@@ -133,7 +273,9 @@ def _walk(patterns: list[URLPattern | URLResolver], prefix: str, namespace: str)
     return routes
 
 
-ROUTES = _walk(get_resolver().url_patterns, "", "")
+# The management API (/api/) answers keys, not sessions: tests/api/test_isolation.py walks
+# its routes the same way with tenant API keys.
+ROUTES = [r for r in _walk(get_resolver().url_patterns, "", "") if not r.route.startswith("api/")]
 OBJECT_ROUTES = [r for r in ROUTES if set(r.kwargs) - set(PLAIN_KWARGS)]
 
 
@@ -270,6 +412,8 @@ def test_own_ids_are_found(shared_world: list[TenantWorld], route: Route) -> Non
     from a URL that never finds anything."""
     a, b, _ = shared_world
     user = a.member if route.route.startswith("webaccess/") else a.owner
+    if route.route.startswith("webaccess/compliance/"):
+        user = _compliance_user(a)
     client = client_for(user)
     url = route.build(_values(route, a, b, frozenset()))
     method = "get"

@@ -51,3 +51,25 @@ class JournalEndpoint(TenantOwned):
     @property
     def smtp_address(self) -> str:
         return f"{self.local_part}@{settings.MAILVAULT_JOURNAL_DOMAIN}"
+
+
+from mailvault.sources.models_foldersync import (  # noqa: E402 - registers the models
+    FolderSynchronization,
+    SyncedFolder,
+)
+from mailvault.sources.models_graph import GraphFolderState  # noqa: E402 - registers it
+from mailvault.sources.models_profiles import (  # noqa: E402 - registers the models
+    ArchivingProfile,
+    FolderSyncState,
+    Pop3SeenUidl,
+)
+
+__all__ = [
+    "ArchivingProfile",
+    "FolderSyncState",
+    "FolderSynchronization",
+    "GraphFolderState",
+    "JournalEndpoint",
+    "Pop3SeenUidl",
+    "SyncedFolder",
+]

@@ -51,30 +51,17 @@ ADMIN_MENU: tuple[MenuSection, ...] = (
     MenuSection(
         "Directory Services",
         (
-            MenuItem(
-                "directory-services",
-                "Directory Services",
-                None,
-                issue_hint="Microsoft Entra ID and LDAP synchronization",
-            ),
-            MenuItem("secrets", "Secrets", None, issue_hint="credentials and certificates"),
+            MenuItem("directory-services", "Directory Services", "adminaccess:directory_services"),
+            MenuItem("secrets", "Secrets", "adminaccess:secrets"),
         ),
     ),
     MenuSection(
         "Archiving",
         (
             MenuItem("journal-endpoints", "Journal Endpoints", "adminaccess:journal_endpoints"),
+            MenuItem("archiving-profiles", "Archiving Profiles", "adminaccess:archiving_profiles"),
             MenuItem(
-                "archiving-profiles",
-                "Archiving Profiles",
-                None,
-                issue_hint="archiving Microsoft 365, IMAP and POP3 mailboxes",
-            ),
-            MenuItem(
-                "folder-synchronizations",
-                "Folder Synchronizations",
-                None,
-                issue_hint="mirroring mailbox folders into the archive",
+                "folder-synchronizations", "Folder Synchronizations", "adminaccess:folder_syncs"
             ),
             MenuItem("schedules", "Schedules", "adminaccess:schedules"),
             MenuItem("file-import", "File Import", "adminaccess:file_import"),
@@ -84,22 +71,15 @@ ADMIN_MENU: tuple[MenuSection, ...] = (
         "Compliance",
         (
             MenuItem("process-log", "Process Log", "adminaccess:process_log"),
-            MenuItem("retention-policies", "Retention Policies", None, issue_hint="retention"),
-            MenuItem("legal-holds", "Legal Holds", None, issue_hint="legal holds"),
+            MenuItem("retention-policies", "Retention Policies", "adminaccess:retention_policies"),
+            MenuItem("legal-holds", "Legal Holds", "adminaccess:legal_holds"),
             MenuItem(
                 "audit-log",
                 "Audit Log",
-                None,
+                "adminaccess:audit_log",
                 frozenset({Role.AUDITOR}),
-                issue_hint="the tamper-evident audit log",
             ),
-            MenuItem(
-                "integrity",
-                "Store Verification",
-                None,
-                issue_hint="scheduled re-reading and re-hashing of the whole archive "
-                "(today: `mailvault verify --tenant NAME`)",
-            ),
+            MenuItem("integrity", "Store Verification", "adminaccess:integrity"),
         ),
     ),
     MenuSection(
@@ -111,7 +91,7 @@ ADMIN_MENU: tuple[MenuSection, ...] = (
                 None,
                 issue_hint="the Microsoft 365 / Entra ID wizard",
             ),
-            MenuItem("api-keys", "API Keys", None, issue_hint="the management API"),
+            MenuItem("api-keys", "API Keys", "adminaccess:api_keys"),
         ),
     ),
     MenuSection(

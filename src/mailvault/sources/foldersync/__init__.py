@@ -1,0 +1,1 @@
+"""Folder synchronization: mirror the folders of source mailboxes into the archive."""

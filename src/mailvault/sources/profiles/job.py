@@ -1,0 +1,480 @@
+"""The ``sources.archiving_profile`` job: archive an IMAP or POP3 mailbox, then (when
+configured and everything succeeded) delete the verified copies in the source."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.utils import timezone
+
+from mailvault.accounts.secrets import reveal
+from mailvault.archive.models import Mailbox, Message, Placement
+from mailvault.ingestion.pipeline import Ingestor
+from mailvault.ingestion.types import IngestRequest, IngestResult, Target
+from mailvault.jobs.context import JobContext
+from mailvault.jobs.registry import process_type
+from mailvault.sources.imap import (
+    Fetched,
+    FolderGone,
+    FolderInfo,
+    FolderState,
+    ImapError,
+    ImapLoginError,
+    ImapSession,
+)
+from mailvault.sources.models_profiles import ArchivingProfile, FolderSyncState, Pop3SeenUidl
+from mailvault.sources.pop3 import Pop3Error, Pop3Session
+from mailvault.sources.profiles import deletion
+from mailvault.sources.profiles.oauth import OAuthError, client_credentials_token
+from mailvault.sources.profiles.services import PROCESS_TYPE, connection_settings
+
+BATCH_SIZE = 200  # UIDs per FETCH, messages per ingestion batch
+# Processes that parse and prepare fetched messages in parallel (as File Import does).
+INGEST_WORKERS = min(2, os.cpu_count() or 1)
+# Waits before reconnecting after a dropped connection: RETRY_BACKOFF_S, then x2, x4.
+RETRY_BACKOFF_S = 1.0
+MAX_PROBLEM_MESSAGES = 200
+
+
+class ProfileRunFailed(Exception):
+    """The run failed; the reason is in the process log already."""
+
+
+@dataclass
+class RunReport:
+    fetched: int = 0
+    archived: int = 0
+    filed: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    failures: list[str] = field(default_factory=list)
+    candidates: list[deletion.Candidate] = field(default_factory=list)
+
+    def count(self, results: list[IngestResult]) -> None:
+        for result in results:
+            self.archived += int(result.stored)
+            if result.placements_added:
+                self.filed += 1
+            else:
+                self.duplicates += 1
+
+
+def _done_refs(mailbox: Mailbox, refs: list[str]) -> set[str]:
+    return set(
+        Placement.objects.filter(mailbox=mailbox, source_ref__in=refs).values_list(
+            "source_ref", flat=True
+        )
+    )
+
+
+def _ingest(
+    ingestor: Ingestor,
+    report: RunReport,
+    mailbox: Mailbox,
+    items: list[tuple[str, str, bytes]],
+    source: str,
+) -> None:
+    """``items``: (folder path, source_ref, raw). Skips refs already filed (resumed runs)."""
+    ingestor.results.clear()  # add() may flush on its own: count from the results list
+    done = _done_refs(mailbox, [ref for _, ref, _ in items])
+    for folder_path, ref, raw in items:
+        report.fetched += 1
+        if ref in done:
+            report.skipped += 1
+            continue
+        ingestor.add(
+            IngestRequest(
+                raw=raw, source=source, targets=[Target(mailbox, folder_path)], source_ref=ref
+            )
+        )
+    ingestor.flush()
+    report.count(ingestor.results)
+    ingestor.results.clear()
+
+
+def _failure(ctx: JobContext, report: RunReport) -> Callable[[str], None]:
+    def record(text: str) -> None:
+        report.failures.append(text)
+        if len(report.failures) <= MAX_PROBLEM_MESSAGES:
+            ctx.error(text)
+
+    return record
+
+
+# --- IMAP ------------------------------------------------------------------------------
+
+
+def _oauth_token(profile: ArchivingProfile, ctx: JobContext) -> str:
+    if profile.auth_method != ArchivingProfile.Auth.XOAUTH2 or profile.secret is None:
+        return ""
+    try:
+        return client_credentials_token(
+            reveal(profile.secret), ca_pem=profile.ca_certificate, verify=profile.tls_verify
+        )
+    except OAuthError as exc:
+        ctx.error(str(exc))
+        raise ProfileRunFailed(str(exc)) from exc
+
+
+def _sync_folder(
+    ctx: JobContext,
+    session: ImapSession,
+    profile: ArchivingProfile,
+    mailbox: Mailbox,
+    folder_info: FolderInfo,
+    ingestor: Ingestor,
+    report: RunReport,
+) -> None:
+    row, _ = FolderSyncState.objects.get_or_create(
+        profile=profile, source_mailbox=profile.address, folder=folder_info.path
+    )
+    state = FolderState(row.uidvalidity, row.last_uid, row.highest_modseq)
+
+    def save() -> None:
+        row.uidvalidity, row.last_uid = state.uidvalidity, state.last_uid
+        row.highest_modseq, row.updated_at = state.highest_modseq, timezone.now()
+        row.save()
+
+    try:
+        for batch in session.new_messages(
+            folder_info,
+            state,
+            newer_than=profile.newer_than,
+            older_than=profile.older_than,
+            batch_size=BATCH_SIZE,
+            on_problem=_failure(ctx, report),
+            on_notice=ctx.warning,
+        ):
+            save()
+            items = [(m.folder.path, _imap_ref(profile, m), m.raw) for m in batch]
+            _ingest(ingestor, report, mailbox, items, Message.Source.IMAP)
+            report.candidates += [
+                deletion.Candidate(
+                    m.folder.name, str(m.uid), hashlib.sha256(m.raw).hexdigest(), m.flagged
+                )
+                for m in batch
+            ]
+            row.message_count += len(batch)
+            ctx.progress(report.fetched)
+            ctx.check_cancelled()
+    finally:
+        save()
+
+
+def _imap_ref(profile: ArchivingProfile, message: Fetched) -> str:
+    return f"imap:{profile.address}:{message.folder.path}:{message.uidvalidity}:{message.uid}"
+
+
+def _run_imap(ctx: JobContext, profile: ArchivingProfile, mailbox: Mailbox) -> RunReport:
+    report = RunReport()
+    settings = connection_settings(profile, oauth_token=_oauth_token(profile, ctx))
+    with ImapSession(settings, on_retry=ctx.warning, backoff_s=RETRY_BACKOFF_S) as session:
+        try:
+            folders = session.folders(
+                include=profile.included,
+                exclude=profile.excluded,
+                skip_junk_trash=profile.skip_junk_trash,
+            )
+        except ImapError as exc:  # ImapLoginError included: a clear sign-in message
+            ctx.error(str(exc))
+            raise ProfileRunFailed(str(exc)) from exc
+        ctx.info(f"{len(folders)} folders to archive: {', '.join(f.path for f in folders)}.")
+        by_name = {f.name: f for f in folders}
+        with Ingestor(
+            batch_size=BATCH_SIZE,
+            index_every=5000,
+            index_interval_s=15.0,
+            workers=INGEST_WORKERS,
+            keep_results=True,
+        ) as ingestor:
+            for folder in folders:
+                try:
+                    _sync_folder(ctx, session, profile, mailbox, folder, ingestor, report)
+                except FolderGone as exc:
+                    ctx.warning(f"{exc} It is skipped.")
+                except ImapLoginError as exc:
+                    ctx.error(str(exc))
+                    raise ProfileRunFailed(str(exc)) from exc
+                except ImapError as exc:
+                    _failure(ctx, report)(f"{folder.path}: {exc}")
+        _log_report(ctx, report)
+        if profile.delete_in_source and not report.failures:
+            _earlier_imap(ctx, session, profile, report, folders)
+        if profile.delete_in_source:
+            _delete_imap(ctx, session, report, by_name)
+    return report
+
+
+def _run_imap_multiple(ctx: JobContext, profile: ArchivingProfile) -> RunReport:
+    """Every archive mailbox of the directory service's users, each opened by the master
+    user of the profile's secret; one mailbox failing does not stop the others."""
+    from mailvault.directory.services import users_of
+
+    service = profile.directory_service
+    if service is None:
+        text = f"{profile.name} has no directory service."
+        ctx.error(text)
+        raise ProfileRunFailed(text)
+    mailboxes = list(
+        Mailbox.objects.filter(owner__in=users_of(service)).order_by("primary_address")
+    )
+    ctx.info(f"{len(mailboxes)} mailboxes of the directory service {service.name}.")
+    total = RunReport()
+    for mailbox in mailboxes:
+        one = copy.copy(profile)  # never saved: the mailbox's address for state and refs
+        one.address, one.mailbox = mailbox.primary_address, mailbox
+        ctx.info(f"Archiving {one.address} from {profile.host}.")
+        try:
+            report = _run_imap(ctx, one, mailbox)
+        except ProfileRunFailed as exc:  # logged already; the next mailbox goes on
+            total.failures.append(str(exc))
+            continue
+        if report.filed:
+            Mailbox.objects.filter(pk=mailbox.pk).update(last_import_at=timezone.now())
+        total.fetched += report.fetched
+        total.filed += report.filed
+        total.failures += report.failures
+    if len(mailboxes) > 1:
+        ctx.info(
+            f"{len(mailboxes)} mailboxes: {total.fetched} messages fetched, {total.filed} "
+            f"filed, {len(total.failures)} failed."
+        )
+    return total
+
+
+def _earlier_imap(
+    ctx: JobContext,
+    session: ImapSession,
+    profile: ArchivingProfile,
+    report: RunReport,
+    folders: list[FolderInfo],
+) -> None:
+    """Add the messages earlier runs archived (delete in source was off then, or that run
+    had errors) to the candidates, fetched again: the check compares what the server
+    holds now with the archived bytes."""
+    this_run: dict[str, set[int]] = {}
+    for candidate in report.candidates:
+        this_run.setdefault(candidate.folder_key, set()).add(int(candidate.source_id))
+    states = {
+        row.folder: row
+        for row in FolderSyncState.objects.filter(profile=profile, source_mailbox=profile.address)
+    }
+    for folder in folders:
+        state = states.get(folder.path)
+        if state is None or not state.last_uid:
+            continue
+        try:
+            for batch in session.archived_earlier(
+                folder,
+                state.last_uid,
+                this_run.get(folder.name, set()),
+                newer_than=profile.newer_than,
+                older_than=profile.older_than,
+                batch_size=BATCH_SIZE,
+                on_problem=ctx.warning,
+            ):
+                report.candidates += [
+                    deletion.Candidate(
+                        m.folder.name, str(m.uid), hashlib.sha256(m.raw).hexdigest(), m.flagged
+                    )
+                    for m in batch
+                ]
+        except ImapError as exc:
+            ctx.warning(f"{folder.path}: earlier messages are not deleted this time: {exc}")
+
+
+def _delete_imap(
+    ctx: JobContext, session: ImapSession, report: RunReport, by_name: dict[str, FolderInfo]
+) -> None:
+    decision = _decide(ctx, report)
+    if decision is None:
+        return
+    per_folder: dict[str, list[tuple[deletion.Candidate, int]]] = {}
+    for candidate, message_id in decision.deletable:
+        per_folder.setdefault(candidate.folder_key, []).append((candidate, message_id))
+    for name, items in per_folder.items():
+        folder = by_name[name]
+        try:
+            session.delete(folder, [int(c.source_id) for c, _ in items])
+        except ImapError as exc:
+            ctx.error(f"Deleting in {folder.path} failed; nothing there was deleted: {exc}")
+            continue
+        for candidate, message_id in items:
+            ctx.info(
+                f"Deleted in the source mailbox: {folder.path} UID {candidate.source_id} "
+                f"(archive id {message_id})."
+            )
+
+
+def _decide(ctx: JobContext, report: RunReport) -> deletion.Decision | None:
+    """The guarded decision, or None (logged) when nothing may be deleted."""
+    if report.failures:
+        ctx.warning("Nothing is deleted in the source mailbox: the run had errors.")
+        return None
+    try:
+        decision = deletion.decide(report.candidates)
+    except deletion.DeletionGuardError as exc:
+        ctx.error(f"Nothing is deleted in the source mailbox: {exc}")
+        return None
+    ctx.info(
+        f"Delete in source: {len(decision.deletable)} verified messages to delete; kept "
+        f"{decision.flagged} flagged, {decision.unverified} unverified, {decision.held} on hold."
+    )
+    return decision
+
+
+# --- POP3 ------------------------------------------------------------------------------
+
+
+def _run_pop3(ctx: JobContext, profile: ArchivingProfile, mailbox: Mailbox) -> RunReport:
+    report = RunReport()
+    settings = connection_settings(profile)
+    try:
+        session = Pop3Session(settings)
+    except Pop3Error as exc:
+        ctx.error(str(exc))
+        raise ProfileRunFailed(str(exc)) from exc
+    try:
+        seen = set(
+            Pop3SeenUidl.objects.filter(
+                profile=profile, source_mailbox=profile.address
+            ).values_list("uidl", flat=True)
+        )
+        numbers = {uidl: number for number, uidl in session.uidls()}
+        pending: list[tuple[str, str, bytes]] = []
+        uidls: list[tuple[str, str]] = []
+        with Ingestor(batch_size=BATCH_SIZE) as ingestor:
+
+            def flush() -> None:
+                _ingest(ingestor, report, mailbox, pending, Message.Source.POP3)
+                Pop3SeenUidl.objects.bulk_create(
+                    [
+                        Pop3SeenUidl(
+                            profile=profile, source_mailbox=profile.address, uidl=u, sha256=s
+                        )
+                        for u, s in uidls
+                    ],
+                    ignore_conflicts=True,
+                )
+                pending.clear()
+                uidls.clear()
+                ctx.progress(report.fetched)
+                ctx.check_cancelled()
+
+            for message in session.messages(
+                seen,
+                newer_than=profile.newer_than,
+                older_than=profile.older_than,
+                on_problem=_failure(ctx, report),
+            ):
+                sha = hashlib.sha256(message.raw).hexdigest()
+                pending.append(("Inbox", f"pop3:{profile.address}:{message.uidl}", message.raw))
+                uidls.append((message.uidl, sha))
+                report.candidates.append(deletion.Candidate("", message.uidl, sha))
+                if len(pending) >= BATCH_SIZE:
+                    flush()
+            flush()
+        _log_report(ctx, report)
+        if profile.delete_in_source:
+            report.candidates += _earlier_pop3(profile, numbers, report)
+            decision = _decide(ctx, report)
+            if decision is not None and decision.deletable:
+                session.delete([numbers[c.source_id] for c, _ in decision.deletable])
+                session.quit()  # DELE takes effect now
+                for candidate, message_id in decision.deletable:
+                    ctx.info(
+                        f"Deleted in the source mailbox: POP3 message {candidate.source_id} "
+                        f"(archive id {message_id})."
+                    )
+                return report
+        session.quit()
+    except (Pop3Error, OSError) as exc:
+        session.abort()  # without QUIT, the server deletes nothing
+        ctx.error(f"The POP3 session failed: {exc}")
+        raise ProfileRunFailed(str(exc)) from exc
+    return report
+
+
+def _earlier_pop3(
+    profile: ArchivingProfile, numbers: dict[str, int], report: RunReport
+) -> list[deletion.Candidate]:
+    """Messages archived by earlier runs and still on the server (delete in source was
+    off then, or that run had errors): their fetched hash was recorded when fetched."""
+    this_run = {c.source_id for c in report.candidates}
+    left = [uidl for uidl in numbers if uidl not in this_run]
+    found: list[deletion.Candidate] = []
+    for start in range(0, len(left), 500):
+        rows = Pop3SeenUidl.objects.filter(
+            profile=profile, source_mailbox=profile.address, uidl__in=left[start : start + 500]
+        ).values_list("uidl", "sha256")
+        found += [deletion.Candidate("", uidl, sha) for uidl, sha in rows]
+    return found
+
+
+# --- the job ---------------------------------------------------------------------------
+
+
+def _log_report(ctx: JobContext, report: RunReport) -> None:
+    hidden = len(report.failures) - MAX_PROBLEM_MESSAGES
+    if hidden > 0:
+        ctx.error(f"… and {hidden} more problems.")
+    ctx.progress(report.fetched, report.fetched, force=True)
+    ctx.info(
+        f"{report.fetched} messages fetched: {report.filed} filed into the mailbox "
+        f"({report.archived} new in the archive), {report.duplicates} duplicates, "
+        f"{report.skipped} already archived, {len(report.failures)} failed."
+    )
+
+
+@process_type(
+    PROCESS_TYPE,
+    "Archiving profile",
+    config_model="sources.ArchivingProfile",
+    timeout_seconds=12 * 3600,
+)
+def archiving_profile(ctx: JobContext) -> None:
+    profile = ctx.config
+    assert isinstance(profile, ArchivingProfile)
+    if profile.type == ArchivingProfile.Type.M365:
+        from mailvault.sources.profiles import m365
+
+        try:
+            report = m365.run_m365(ctx, profile)
+        except ProfileRunFailed as exc:
+            ctx.error(str(exc))
+            raise
+        if report.failures:
+            return  # finished with errors (logged): not a success, nothing deleted
+        if profile.delete_in_source:
+            m365.delete_in_source(ctx, profile, report)
+        ArchivingProfile.objects.filter(pk=profile.pk).update(last_success_at=timezone.now())
+        return
+    if (
+        profile.type == ArchivingProfile.Type.IMAP
+        and profile.mode == ArchivingProfile.Mode.MULTIPLE
+    ):
+        report = _run_imap_multiple(ctx, profile)
+        if not report.failures:
+            ArchivingProfile.objects.filter(pk=profile.pk).update(last_success_at=timezone.now())
+        return
+    mailbox = profile.mailbox
+    if profile.mode != ArchivingProfile.Mode.SINGLE or mailbox is None:
+        text = f"{profile.name}: {profile.get_type_display()} archives single mailboxes only."
+        ctx.error(text)
+        raise ProfileRunFailed(text)
+    ctx.info(
+        f"Archiving {profile.address} ({profile.get_type_display()} {profile.host}) into "
+        f"{mailbox.primary_address}."
+    )
+    run = _run_imap if profile.type == ArchivingProfile.Type.IMAP else _run_pop3
+    report = run(ctx, profile, mailbox)
+    if report.filed:
+        Mailbox.objects.filter(pk=mailbox.pk).update(last_import_at=timezone.now())
+    if report.failures:
+        # Finished with errors (they are in the log): not a success, nothing deleted.
+        return
+    ArchivingProfile.objects.filter(pk=profile.pk).update(last_success_at=timezone.now())
