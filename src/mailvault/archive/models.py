@@ -159,9 +159,7 @@ class TenantDataKey(TenantOwned):
     destroyed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["tenant"], name="one_data_key_per_tenant")
-        ]
+        constraints = [models.UniqueConstraint(fields=["tenant"], name="one_data_key_per_tenant")]
 
     def __str__(self) -> str:
         state = "destroyed" if self.destroyed_at else "active"

@@ -71,8 +71,7 @@ def _claim_for_active_tenant(obj: models.Model) -> None:
         obj.tenant = active  # type: ignore[attr-defined]
     elif tenant_id != active.pk:
         raise PermissionError(
-            f"{type(obj).__name__} of tenant {tenant_id} written while tenant {active.pk} "
-            "is active"
+            f"{type(obj).__name__} of tenant {tenant_id} written while tenant {active.pk} is active"
         )
 
 
