@@ -53,6 +53,12 @@ def _index_ids(
     return done
 
 
+def reindex_messages(message_ids: list[int]) -> int:
+    """Refresh the index documents of these messages of the active tenant (after they
+    moved between folders or mailboxes)."""
+    return _index_ids(TenantIndex.open(current_tenant().pk), message_ids, None)
+
+
 def reconcile_index(progress: Callable[[int, int], None] | None = None) -> ReconcileReport:
     """Index what the active tenant's index lacks and drop what it should not have."""
     index = TenantIndex.open(current_tenant().pk)
