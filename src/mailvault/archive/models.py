@@ -141,7 +141,11 @@ class Placement(TenantOwned):
         constraints = [
             models.UniqueConstraint(fields=["folder", "message"], name="placement_once_per_folder")
         ]
-        indexes = [models.Index(fields=["mailbox", "message"])]
+        indexes = [
+            models.Index(fields=["mailbox", "message"]),
+            # Resumed imports and source syncs look placements up by the source's own id.
+            models.Index(fields=["mailbox", "source_ref"]),
+        ]
 
     def __str__(self) -> str:
         return f"{self.message_id} in {self.folder_id}"
