@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from mailvault.archive.models import Mailbox, Message, Placement
 from mailvault.ingestion.pipeline import Ingestor
-from mailvault.ingestion.types import IngestRequest, Target
+from mailvault.ingestion.types import IngestRequest, IngestResult, Target
 from mailvault.sources.files import ImportItem, ImportProblem, estimate_total, iter_items
 
 log = logging.getLogger("mailvault.ingestion.imports")
@@ -99,20 +99,24 @@ def run_import(
                     source_ref=item.source_ref,
                 )
             )
-        for result in ingestor.flush():
+        # The workers prepare this batch while the previous one is recorded.
+        tally(ingestor.submit())
+        pending.clear()
+        if progress:
+            progress(report.seen, total)
+
+    def tally(results: list[IngestResult]) -> None:
+        for result in results:
             report.archived += int(result.stored)
             if result.placements_added:
                 report.filed += 1
             else:
                 report.duplicates += 1
-        pending.clear()
-        if progress:
-            progress(report.seen, total)
 
     workers = min(2, os.cpu_count() or 1)
     with Ingestor(
         batch_size=batch_size * 4,
-        index_every=20_000,
+        index_every=5_000,  # bounds the documents waiting in memory (peak RSS, issue 3)
         index_interval_s=15.0,
         workers=workers,
         keep_results=False,
@@ -127,9 +131,11 @@ def run_import(
                 if len(pending) >= batch_size:
                     flush(ingestor)
                     if should_stop and should_stop():
+                        tally(ingestor.flush())
                         report.problems.append("stopped before the end; run it again to resume")
                         return report
             flush(ingestor)
+        tally(ingestor.flush())
     if report.filed:
         mailbox.last_import_at = timezone.now()
         mailbox.save(update_fields=["last_import_at"])

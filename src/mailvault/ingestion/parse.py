@@ -10,13 +10,15 @@ bounded for huge messages.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from email import policy
-from email.header import decode_header, make_header
+from email.header import Header, decode_header, make_header
 from email.message import Message as EmailMessage
-from email.parser import BytesHeaderParser, BytesParser
+from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
+from functools import lru_cache
 
 from mailvault.ingestion.extract.text import html_to_text
 
@@ -46,11 +48,39 @@ class ParsedMessage:
     def has_attachments(self) -> bool:
         return bool(self.attachment_names)
 
+    def as_tuple(self) -> tuple[object, ...]:
+        """The fields in order (cheap to pickle; see :meth:`from_tuple`)."""
+        return tuple(getattr(self, name) for name in _FIELDS)
+
+    @classmethod
+    def from_tuple(cls, values: tuple[object, ...]) -> ParsedMessage:
+        return cls(*values)  # type: ignore[arg-type]
+
+
+_FIELDS = tuple(f.name for f in fields(ParsedMessage))
+
 
 def header_text(value: object) -> str:
     """Decode an RFC 2047 header to text, tolerating every kind of breakage."""
+    if type(value) is str and "=?" not in value:
+        # No encoded word: RFC 2047 decoding would hand the text back as it is.
+        return _WS.sub(" ", value).strip()
+    return _decoded_header_text(value)
+
+
+def _decoded_header_text(value: object) -> str:
+    """:func:`header_text` through the email package's decoder, whatever the value."""
     if value is None:
         return ""
+    if isinstance(value, Header):
+        # compat32 hands raw 8-bit header bytes over as one "unknown-8bit" chunk (RFC 6532
+        # UTF-8 headers, or a legacy 8-bit charset): decode them instead of "\ufffd"s.
+        chunks = decode_header(value)
+        if len(chunks) == 1 and chunks[0][1] == "unknown-8bit" and isinstance(chunks[0][0], bytes):
+            try:
+                value = chunks[0][0].decode("utf-8")
+            except UnicodeDecodeError:
+                value = chunks[0][0].decode("cp1252", "replace")
     raw = str(value)
     try:
         return _WS.sub(" ", str(make_header(decode_header(raw)))).strip()
@@ -58,13 +88,25 @@ def header_text(value: object) -> str:
         return _WS.sub(" ", raw).strip()
 
 
-def _addresses(msg: EmailMessage, name: str) -> list[tuple[str, str]]:
-    values = [header_text(v) for v in msg.get_all(name, [])]
+def _addresses(msg: EmailMessage, name: str, fast: bool) -> list[tuple[str, str]]:
+    if not fast:
+        values = tuple(_decoded_header_text(v) for v in msg.get_all(name, []))
+        return list(_address_pairs.__wrapped__(values))
+    values = tuple(header_text(v) for v in msg.get_all(name, []))
+    if not any("@" in v for v in values):
+        return []  # no address to find (and nothing to parse)
+    return list(_address_pairs(values))
+
+
+@lru_cache(maxsize=4096)
+def _address_pairs(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(name, address) of every address in ``values``; cached, as the same senders and
+    list addresses come back message after message."""
     try:
-        pairs = getaddresses(values)
+        pairs = getaddresses(list(values))
     except (ValueError, IndexError):
-        return []
-    return [(n.strip(), a.strip().casefold()) for n, a in pairs if a and "@" in a]
+        return ()
+    return tuple((n.strip(), a.strip().casefold()) for n, a in pairs if a and "@" in a)
 
 
 def _date(msg: EmailMessage, problems: list[str]) -> datetime | None:
@@ -97,12 +139,12 @@ def _decode_payload(part: EmailMessage) -> str:
         return payload.decode("latin-1", errors="replace")
 
 
-def _filename(part: EmailMessage) -> str:
+def _filename(part: EmailMessage, text: Callable[[object], str]) -> str:
     try:
         name = part.get_filename()
     except (ValueError, LookupError, UnicodeError):
         return "unnamed"
-    return header_text(name) if name else ""
+    return text(name) if name else ""
 
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -143,25 +185,70 @@ def _without_long_base64(raw: bytes, problems: list[str]) -> bytes:
     return bytes(out)
 
 
-def _read(raw: bytes) -> EmailMessage:
-    """The parsed message. A single-part message (most mail) takes a fast path: only its
-    header block goes through the MIME parser, the body is attached as it is, which
-    gives the same message object without feeding every body line through the parser."""
-    end = _HEADER_END.search(raw)
-    if end is not None:
-        head = BytesHeaderParser(policy=policy.compat32).parsebytes(raw[: end.start()] + b"\n\n")
-        maintype = head.get_content_maintype()
-        if maintype not in ("multipart", "message") and head.keys():
-            head.set_payload(raw[end.end() :].decode("ascii", "surrogateescape"))
-            return head
+_FIELD_START = re.compile(r"[\041-\071\073-\176]+:")
+
+
+def _plain_header_fields(head: bytes) -> list[tuple[str, str]] | None:
+    """The header fields of ``head`` exactly as the MIME parser (compat32) reads them, if
+    the block is plain: ASCII, no bare CR, every line a ``Name:`` field or the
+    continuation of one. None for anything else (the parser itself then reads it, with
+    its defects and repairs)."""
+    if not head.isascii():
+        return None
+    text = head.decode("ascii")
+    if "\r" in text and text.count("\r") != text.count("\r\n"):
+        return None
+    fields: list[tuple[str, str]] = []
+    lines: list[str] = []
+    for line in text.split("\n"):
+        if line[:1] in (" ", "\t"):
+            if not lines:
+                return None
+            lines.append(line + "\n")
+            continue
+        if _FIELD_START.match(line) is None:
+            return None
+        if lines:
+            fields.append(_field(lines))
+        lines = [line + "\n"]
+    if lines:
+        fields.append(_field(lines))
+    return fields
+
+
+def _field(lines: list[str]) -> tuple[str, str]:
+    """compat32's ``header_source_parse``: the name, and the value as it was written."""
+    name, value = lines[0].split(":", 1)
+    value = value.lstrip(" \t") + "".join(lines[1:])
+    return name, value.rstrip("\r\n")
+
+
+def _read(raw: bytes, fast: bool) -> EmailMessage:
+    """The parsed message. A single-part message (most mail) with a plain header block
+    takes a fast path: the header fields are split here and the body is attached as it
+    is, which gives the same message object as the MIME parser without feeding every
+    line through it."""
+    end = _HEADER_END.search(raw) if fast else None
+    if end is not None and end.start() > 0:
+        fields = _plain_header_fields(raw[: end.start()])
+        if fields is not None:
+            msg = EmailMessage(policy=policy.compat32)
+            for name, value in fields:
+                msg.set_raw(name, value)
+            if msg.get_content_maintype() not in ("multipart", "message"):
+                msg.set_payload(raw[end.end() :].decode("ascii", "surrogateescape"))
+                return msg
     return BytesParser(policy=policy.compat32).parsebytes(raw)
 
 
-def parse_message(raw: bytes) -> ParsedMessage:
+def parse_message(raw: bytes, *, fast: bool = True) -> ParsedMessage:
+    """What can be read from ``raw``. ``fast=False`` leaves every step to the email
+    package (no shortcuts, no caches): the reference the fast paths are tested against."""
     result = ParsedMessage()
+    decode = header_text if fast else _decoded_header_text
     try:
         big = len(raw) > LARGE_MESSAGE
-        msg = _read(_without_long_base64(raw, result.problems) if big else raw)
+        msg = _read(_without_long_base64(raw, result.problems) if big else raw, fast)
     except Exception as exc:  # the parser must never lose a message
         result.unparseable = True
         result.problems.append(f"MIME parser failed: {exc}")
@@ -173,19 +260,19 @@ def parse_message(raw: bytes) -> ParsedMessage:
     for defect in msg.defects[:5]:
         result.problems.append(type(defect).__name__)
 
-    result.message_id = header_text(msg.get("Message-ID"))[:998]
-    result.subject = header_text(msg.get("Subject"))
+    result.message_id = decode(msg.get("Message-ID"))[:998]
+    result.subject = decode(msg.get("Subject"))
     result.date = _date(msg, result.problems)
-    senders = _addresses(msg, "From") or _addresses(msg, "Sender")
+    senders = _addresses(msg, "From", fast) or _addresses(msg, "Sender", fast)
     if senders:
         result.from_name, result.from_address = senders[0]
     else:
         # No parseable address (list archives write "name at host (Full Name)"): keep the
         # header's text as the sender's name, so that from: still finds it.
-        result.from_name = header_text(msg.get("From") or msg.get("Sender"))[:200]
-    result.to = [a for _, a in _addresses(msg, "To")]
-    result.cc = [a for _, a in _addresses(msg, "Cc")]
-    result.bcc = [a for _, a in _addresses(msg, "Bcc")]
+        result.from_name = decode(msg.get("From") or msg.get("Sender"))[:200]
+    result.to = [a for _, a in _addresses(msg, "To", fast)]
+    result.cc = [a for _, a in _addresses(msg, "Cc", fast)]
+    result.bcc = [a for _, a in _addresses(msg, "Bcc", fast)]
 
     texts: list[str] = []
     size = 0
@@ -197,7 +284,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
             continue
         content_type = part.get_content_type()
         disposition = str(part.get("Content-Disposition", "")).split(";", 1)[0].strip().lower()
-        filename = _filename(part)
+        filename = _filename(part, decode)
         if filename or disposition == "attachment" or content_type == "message/rfc822":
             result.attachment_names.append(filename or "unnamed")
             data = part.get_payload(decode=True)

@@ -18,10 +18,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from mailvault.archive.bulk import insert_rows
@@ -30,13 +30,26 @@ from mailvault.archive.services import folder_for_path
 from mailvault.archive.store import BlobStore, PreparedBlob, store_for
 from mailvault.ingestion import steps
 from mailvault.ingestion.extract import Extractor
-from mailvault.ingestion.parallel import PreparePool, prepare_in_process
+from mailvault.ingestion.parallel import (
+    PendingBatch,
+    Prepared,
+    PreparePool,
+    prepare_in_process,
+    prepare_one,
+)
 from mailvault.ingestion.parse import ParsedMessage
 from mailvault.ingestion.types import IngestRequest, IngestResult
-from mailvault.search import TenantIndex
+from mailvault.search import IndexDocument, TenantIndex
 from mailvault.tenancy.context import current_tenant
 
 log = logging.getLogger("mailvault.ingestion")
+
+
+# The index is committed before the text waiting for it exceeds this (characters of body
+# and attachment text), so the import's memory stays bounded whatever the message sizes.
+MAX_PENDING_INDEX_CHARS = 16 << 20
+# Messages bigger than this are not handed to the prepare workers (see Ingestor._start).
+WORKER_MAX_BYTES = 4 << 20
 
 
 @dataclass
@@ -47,14 +60,26 @@ class _Item:
     prepared: PreparedBlob | None = None
     message: Message | None = None
     stored: bool = False
-    folders: list[Folder] = field(default_factory=list)
     placements_added: int = 0
+
+
+@dataclass
+class _Queued:
+    """A document waiting for the next index commit, and how many placements it was
+    built from (a different count at commit means someone filed the message meanwhile)."""
+
+    document: IndexDocument
+    placements: int
 
 
 class Ingestor:
     """Batching front of the pipeline for the active tenant. Use as a context manager,
     ``add()`` requests, read results from ``flush()`` (called for you every
-    ``batch_size`` requests and at exit)."""
+    ``batch_size`` requests and at exit).
+
+    Bulk imports with ``workers`` call ``submit()`` instead of ``flush()``: it hands the
+    pending batch to the workers and records the batch handed over before, so parsing
+    and recording overlap; ``flush()`` finishes both."""
 
     def __init__(
         self,
@@ -79,6 +104,7 @@ class Ingestor:
         self._pending_bytes = 0
         self.index = index
         self._pending: list[IngestRequest] = []
+        self._inflight: tuple[list[IngestRequest], PendingBatch | None] | None = None
         self._folder_cache: dict[tuple[int, str], Folder] = {}
         self.results: list[IngestResult] = []
         self.keep_results = keep_results
@@ -86,7 +112,10 @@ class Ingestor:
         self._extractor: Extractor | None = None
         self.index_every = index_every
         self.index_interval_s = index_interval_s
-        self._to_index: dict[int, steps.Indexable] = {}
+        self._to_index: dict[int, _Queued] = {}
+        self._to_index_chars = 0
+        # Where the messages created by the current batch were filed (all their placements).
+        self._filed: dict[int, steps.Placed] = {}
         self.workers = workers
         self._pool: PreparePool | None = None
         self._last_index = time.monotonic()
@@ -104,8 +133,12 @@ class Ingestor:
 
     def close(self) -> None:
         if self._pool is not None:
-            self._pool.close()
+            if self._inflight is not None:  # abandoned (an error): nothing of it was written
+                self._pool.terminate()
+            else:
+                self._pool.close()
             self._pool = None
+            self._inflight = None
         if self._blob_store is not None:
             self._blob_store.close()
             self._blob_store = None
@@ -132,24 +165,76 @@ class Ingestor:
             self.flush()
 
     def flush(self) -> list[IngestResult]:
-        if not self._pending:
-            return []
-        batch, self._pending = self._pending, []
-        self._pending_bytes = 0
-        results = self._run(batch)
+        """Run every request added so far through all the steps; their results."""
+        results: list[IngestResult] = []
+        if self._inflight is not None:
+            batch, pending = self._inflight
+            self._inflight = None
+            results += self._run(batch, self._collect(batch, pending))
+        batch = self._take()
+        if batch:
+            results += self._run(batch, self._prepare(batch))
         if self.keep_results:
             self.results.extend(results)
         return results
 
+    def submit(self) -> list[IngestResult]:
+        """Hand the requests added so far to the workers, finish the batch handed over
+        by the previous call and return its results (without workers: ``flush()``)."""
+        if not self.workers:
+            return self.flush()
+        previous = None
+        if self._inflight is not None:
+            batch, pending = self._inflight
+            self._inflight = None
+            previous = (batch, self._collect(batch, pending))
+        batch = self._take()
+        if batch:  # the workers prepare it while the previous batch is recorded here
+            self._inflight = (batch, self._start(batch))
+        results = self._run(*previous) if previous else []
+        if self.keep_results:
+            self.results.extend(results)
+        return results
+
+    def _take(self) -> list[IngestRequest]:
+        batch, self._pending = self._pending, []
+        self._pending_bytes = 0
+        return batch
+
+    def _workers(self) -> PreparePool:
+        if self._pool is None:
+            self._pool = PreparePool(self.store, self.workers)
+        return self._pool
+
     # --- the steps, a batch at a time ------------------------------------------------
 
-    def _run(self, batch: list[IngestRequest]) -> list[IngestResult]:
-        items = self._parse(batch)
+    def _prepare(self, batch: list[IngestRequest]) -> list[Prepared]:
+        if self.workers and len(batch) > 1:
+            return self._collect(batch, self._start(batch))
+        return prepare_in_process([request.raw for request in batch])
+
+    def _start(self, batch: list[IngestRequest]) -> PendingBatch | None:
+        """Hand the batch's messages to the workers, except big ones: shipping those to
+        a worker and their sealed form back would hold several copies in memory; they
+        are parsed here and streamed into the store instead."""
+        raws = [r.raw for r in batch if len(r.raw) <= WORKER_MAX_BYTES]
+        return self._workers().submit(raws) if raws else None
+
+    def _collect(self, batch: list[IngestRequest], pending: PendingBatch | None) -> list[Prepared]:
+        done = iter(pending.get() if pending is not None else [])
+        return [next(done) if len(r.raw) <= WORKER_MAX_BYTES else prepare_one(r.raw) for r in batch]
+
+    def _run(self, batch: list[IngestRequest], prepared: list[Prepared]) -> list[IngestResult]:
+        items = [
+            _Item(request=request, sha256=sha, parsed=parsed, prepared=blob)
+            for request, (sha, parsed, blob) in zip(batch, prepared, strict=True)
+        ]
         self._deduplicate(items)
         self._store(items)
         self._record(items)
         if self.index:
             self._index(items)
+        self._filed = {}
         return [
             IngestResult(
                 message=item.message,
@@ -159,19 +244,6 @@ class Ingestor:
             )
             for item in items
             if item.message is not None
-        ]
-
-    def _parse(self, batch: list[IngestRequest]) -> list[_Item]:
-        raws = [request.raw for request in batch]
-        if self.workers and len(batch) > 1:
-            if self._pool is None:
-                self._pool = PreparePool(self.store, self.workers)
-            results = self._pool.map(raws)
-        else:
-            results = prepare_in_process(raws)
-        return [
-            _Item(request=request, sha256=sha, parsed=parsed, prepared=prepared)
-            for request, (sha, parsed, prepared) in zip(batch, results, strict=True)
         ]
 
     def _deduplicate(self, items: list[_Item]) -> None:
@@ -198,27 +270,43 @@ class Ingestor:
             for item in items:
                 if item.message is None:
                     first_of.setdefault(item.sha256, item)
+            created: set[int] = set()
             if first_of:
-                insert_rows(
-                    Message,
-                    MESSAGE_FIELDS,
-                    [_message_row(item, now) for item in first_of.values()],
-                    ignore_conflicts=True,  # a concurrent ingest may have stored it first
+                rows = {sha: _message_row(item, now) for sha, item in first_of.items()}
+                inserted = dict(
+                    insert_rows(
+                        Message,
+                        MESSAGE_FIELDS,
+                        list(rows.values()),
+                        ignore_conflicts=True,  # a concurrent ingest may have stored it first
+                        returning=("sha256", "id"),
+                    )
                 )
-                recorded = {m.sha256: m for m in Message.objects.filter(sha256__in=list(first_of))}
+                recorded = {sha: _message(pk, rows[sha]) for sha, pk in inserted.items()}
+                created = set(inserted.values())
+                others = [sha for sha in first_of if sha not in inserted]
+                if others:
+                    recorded.update(
+                        (m.sha256, m) for m in Message.objects.filter(sha256__in=others)
+                    )
                 for item in items:
                     if item.message is None:
                         item.message = recorded[item.sha256]
-            self._place(items, now)
+            self._place(items, now, created)
 
-    def _place(self, items: list[_Item], now: datetime) -> None:
+    def _place(self, items: list[_Item], now: datetime, created: set[int]) -> None:
+        """File the messages. ``created``: messages this batch recorded (they have no
+        placements yet, so there is nothing to look up for them)."""
         addresses = {a.casefold() for item in items for a in item.request.file_by_addresses}
-        by_address: dict[str, int] = dict(
-            MailboxAddress.objects.filter(address__in=addresses).values_list(
-                "address", "mailbox_id"
+        by_address: dict[str, int] = {}
+        mailboxes: dict[int, Mailbox] = {}
+        if addresses:
+            by_address = dict(
+                MailboxAddress.objects.filter(address__in=addresses).values_list(
+                    "address", "mailbox_id"
+                )
             )
-        )
-        mailboxes = {m.pk: m for m in Mailbox.objects.filter(pk__in=set(by_address.values()))}
+            mailboxes = {m.pk: m for m in Mailbox.objects.filter(pk__in=set(by_address.values()))}
         wanted: dict[tuple[int, int], tuple[_Item, Folder, str]] = {}
         for item in items:
             assert item.message is not None
@@ -234,18 +322,22 @@ class Ingestor:
                 )
         if not wanted:
             return
-        message_ids = {message_id for _, message_id in wanted}
-        present = set(
-            Placement.objects.filter(message_id__in=message_ids).values_list(
-                "folder_id", "message_id"
+        known = [message_id for _, message_id in wanted if message_id not in created]
+        present: set[tuple[int, int]] = set()
+        if known:
+            present = set(
+                Placement.objects.filter(message_id__in=set(known)).values_list(
+                    "folder_id", "message_id"
+                )
             )
-        )
         new_rows = []
         for key, (item, folder, source_ref) in wanted.items():
             if key in present:
                 continue
             new_rows.append((key[1], folder.mailbox_id, folder.pk, source_ref[:512], now))
             item.placements_added += 1
+            if key[1] in created:
+                self._filed.setdefault(key[1], []).append((folder.mailbox_id, folder.path))
         insert_rows(
             Placement,
             ["message", "mailbox", "folder", "source_ref", "added_at"],
@@ -254,27 +346,47 @@ class Ingestor:
         )
 
     def _index(self, items: list[_Item]) -> None:
-        """Queue new messages, and known ones that were filed somewhere new (their
-        mailbox list in the index changes), for the next index commit."""
+        """Queue the index documents of new messages, and of known ones that were filed
+        somewhere new (their mailbox list in the index changes), for the next commit."""
         todo: dict[int, _Item] = {}
         for item in items:
             if item.message is not None and (item.stored or item.placements_added):
                 todo.setdefault(item.message.pk, item)
         chosen = list(todo.values())
         texts = steps.attachment_texts(self.extractor, [item.parsed for item in chosen])
+        where = steps.placements([pk for pk in todo if pk not in self._filed])
         for item, text in zip(chosen, texts, strict=True):
             item.parsed.attachments = []  # their text is extracted; the index waits
-            if item.message is not None:
-                self._to_index[item.message.pk] = steps.Indexable(item.message, item.parsed, text)
+            assert item.message is not None
+            pk = item.message.pk
+            placed = self._filed.get(pk) or where.get(pk, [])
+            document = steps.index_document(item.message, item.parsed, text, placed)
+            self._to_index[pk] = _Queued(document, len(placed))
+            self._to_index_chars += len(document.body) + len(document.attachment_text)
         waited = time.monotonic() - self._last_index
-        if len(self._to_index) >= self.index_every or waited >= self.index_interval_s:
+        if (
+            len(self._to_index) >= self.index_every
+            or waited >= self.index_interval_s
+            or self._to_index_chars >= MAX_PENDING_INDEX_CHARS
+        ):
             self.commit_index()
 
     def commit_index(self) -> None:
         """Make everything ingested so far searchable (and mark it indexed)."""
         if self._to_index:
-            steps.index_messages(TenantIndex.open(self.tenant.pk), list(self._to_index.values()))
-            self._to_index.clear()
+            queued, self._to_index = self._to_index, {}
+            self._to_index_chars = 0
+            ids = list(queued)
+            # Filed elsewhere since its document was built (a concurrent ingest of the
+            # same message): the document takes the placements as they are now.
+            counts = steps.placement_counts(ids)
+            changed = [pk for pk in ids if counts.get(pk, 0) != queued[pk].placements]
+            if changed:
+                where = steps.placements(changed)
+                for pk in changed:
+                    steps.place_document(queued[pk].document, where.get(pk, []))
+            TenantIndex.open(self.tenant.pk).add([q.document for q in queued.values()])
+            steps.mark_indexed(ids)
         self._last_index = time.monotonic()
 
     def _folder(self, mailbox: Mailbox, path: str) -> Folder:
@@ -333,6 +445,22 @@ def _message_row(item: _Item, now: datetime) -> tuple[object, ...]:
         parsed.unparseable,
         "; ".join(parsed.problems)[:2000],
         False,
+    )
+
+
+_MESSAGE_ATTNAMES: list[str] = []
+
+
+def _message(pk: int, row: tuple[object, ...]) -> Message:
+    """The Message just inserted as ``row`` (MESSAGE_FIELDS order), without reading it
+    back: the values are the ones the database was given."""
+    if not _MESSAGE_ATTNAMES:
+        _MESSAGE_ATTNAMES.extend(f.attname for f in Message._meta.concrete_fields)
+    values = dict(zip(MESSAGE_FIELDS, row, strict=True))
+    values["id"] = pk
+    values["tenant_id"] = current_tenant().pk
+    return Message.from_db(
+        connection.alias, _MESSAGE_ATTNAMES, [values[n] for n in _MESSAGE_ATTNAMES]
     )
 
 

@@ -8,6 +8,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from django.db.models import Count, Q
+
 from mailvault.archive.models import Message, Placement
 from mailvault.archive.store import BlobStore, PreparedBlob
 from mailvault.ingestion.extract import Extractor
@@ -60,41 +62,100 @@ def _addresses(values: list[str]) -> list[Address]:
     return [Address(v) for v in values if v]
 
 
+Placed = list[tuple[int, str]]  # (mailbox id, folder path) per placement of a message
+
+# Ids per query when asking about many messages at once.
+_ID_CHUNK = 5000
+
+
+def _id_filters(ids: Sequence[int], field: str) -> Iterable[Q]:
+    """Filters that together select exactly ``ids`` (on ``field``): runs of consecutive
+    ids (the messages of one batch mostly are) as ranges, the rest in chunks."""
+    ordered = sorted(set(ids))
+    singles: list[int] = []
+    start = 0
+    for i in range(1, len(ordered) + 1):
+        if i == len(ordered) or ordered[i] != ordered[i - 1] + 1:
+            if i - start >= 8:
+                yield Q(**{f"{field}__gte": ordered[start], f"{field}__lte": ordered[i - 1]})
+            else:
+                singles.extend(ordered[start:i])
+            start = i
+    for first in range(0, len(singles), _ID_CHUNK):
+        yield Q(**{f"{field}__in": singles[first : first + _ID_CHUNK]})
+
+
+def placements(message_ids: Sequence[int]) -> dict[int, Placed]:
+    """Where each message is filed: one (mailbox id, folder path) per placement."""
+    where: dict[int, Placed] = defaultdict(list)
+    for ids in _id_filters(message_ids, "message_id"):
+        rows = Placement.objects.filter(ids).values_list("message_id", "mailbox_id", "folder__path")
+        for message_id, mailbox_id, path in rows:
+            where[message_id].append((mailbox_id, path))
+    return where
+
+
+def placement_counts(message_ids: Sequence[int]) -> dict[int, int]:
+    """How many placements each message has (absent: none)."""
+    counts: dict[int, int] = {}
+    for ids in _id_filters(message_ids, "message_id"):
+        rows = (
+            Placement.objects.filter(ids)
+            .values_list("message_id")
+            .annotate(n=Count("id"))
+            .values_list("message_id", "n")
+        )
+        counts.update(rows)
+    return counts
+
+
+def mark_indexed(message_ids: Sequence[int]) -> None:
+    for ids in _id_filters(message_ids, "pk"):
+        Message.objects.filter(ids).update(indexed=True)
+
+
+def place_document(document: IndexDocument, placed: Placed) -> None:
+    """Set the mailboxes and folders of ``document`` to ``placed``."""
+    document.mailbox_ids = sorted({m for m, _ in placed})
+    document.folder_paths = sorted({p for _, p in placed if p})
+
+
+def index_document(
+    message: Message, parsed: ParsedMessage, attachment_text: str, placed: Placed
+) -> IndexDocument:
+    """The index document of a message filed at ``placed``."""
+    document = IndexDocument(
+        message_id=message.pk,
+        mailbox_ids=[],
+        date=message.date or message.archived_at,
+        archived_at=message.archived_at,
+        subject=message.subject,
+        sender=Address(message.from_address, message.from_name)
+        if message.from_address or message.from_name
+        else None,
+        to=_addresses(message.to),
+        cc=_addresses(message.cc),
+        bcc=_addresses(message.bcc),
+        envelope_recipients=list(message.envelope_recipients),
+        body=parsed.body_text,
+        attachment_names=list(message.attachment_names),
+        attachment_text=attachment_text,
+        size=message.size,
+        has_attachment=message.has_attachments,
+    )
+    place_document(document, placed)
+    return document
+
+
 def index_documents(items: Sequence[Indexable]) -> list[IndexDocument]:
     """Index documents for messages, with every mailbox and folder they are filed in."""
-    ids = [item.message.pk for item in items]
-    where: dict[int, list[tuple[int, str]]] = defaultdict(list)
-    for message_id, mailbox_id, path in Placement.objects.filter(message_id__in=ids).values_list(
-        "message_id", "mailbox_id", "folder__path"
-    ):
-        where[message_id].append((mailbox_id, path))
-    documents = []
-    for item in items:
-        message, parsed = item.message, item.parsed
-        placed = where.get(message.pk, [])
-        documents.append(
-            IndexDocument(
-                message_id=message.pk,
-                mailbox_ids=sorted({m for m, _ in placed}),
-                folder_paths=sorted({p for _, p in placed if p}),
-                date=message.date or message.archived_at,
-                archived_at=message.archived_at,
-                subject=message.subject,
-                sender=Address(message.from_address, message.from_name)
-                if message.from_address or message.from_name
-                else None,
-                to=_addresses(message.to),
-                cc=_addresses(message.cc),
-                bcc=_addresses(message.bcc),
-                envelope_recipients=list(message.envelope_recipients),
-                body=parsed.body_text,
-                attachment_names=list(message.attachment_names),
-                attachment_text=item.attachment_text,
-                size=message.size,
-                has_attachment=message.has_attachments,
-            )
+    where = placements([item.message.pk for item in items])
+    return [
+        index_document(
+            item.message, item.parsed, item.attachment_text, where.get(item.message.pk, [])
         )
-    return documents
+        for item in items
+    ]
 
 
 def index_messages(index: TenantIndex, items: Sequence[Indexable]) -> None:
@@ -102,4 +163,4 @@ def index_messages(index: TenantIndex, items: Sequence[Indexable]) -> None:
     if not items:
         return
     index.add(index_documents(items))
-    Message.objects.filter(pk__in=[item.message.pk for item in items]).update(indexed=True)
+    mark_indexed([item.message.pk for item in items])

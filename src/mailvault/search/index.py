@@ -14,6 +14,8 @@ before each search, so new mail is searchable as soon as its batch is committed.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import html
 import json
 import os
@@ -64,6 +66,24 @@ def _index_date(value: datetime) -> datetime:
         return min(max(value, _MIN_DATE), _MAX_DATE)
     except OverflowError:  # an offset pushes a year-1 date below datetime's range
         return _MIN_DATE
+
+
+def _release_freed_memory() -> None:
+    """Hand the heap a writer freed back to the OS. glibc keeps freed memory of big
+    allocations for reuse, so without this every commit of a long import left the
+    process tens of MB bigger (measured: 220 MB after 20,000 R-help messages, 150 with)."""
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
+def _find_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+
+
+_malloc_trim = _find_malloc_trim()
 
 
 class IndexSchemaMismatch(RuntimeError):
@@ -168,7 +188,10 @@ class TenantIndex:
                 raise
             finally:
                 writer.wait_merging_threads()  # also releases the directory lock
-            self._reload(force=True)
+                del writer
+                _release_freed_memory()
+            with self._read_lock:
+                self._meta_stamp = None  # the next search reloads (a bulk import never does)
 
     def _acquire_writer(self) -> tantivy.IndexWriter:
         deadline = time.monotonic() + WRITER_LOCK_TIMEOUT
@@ -218,45 +241,38 @@ class TenantIndex:
             writer.delete_all_documents()
 
     def _document(self, d: IndexDocument) -> tantivy.Document:
-        doc = tantivy.Document()
-        doc.add_unsigned("message_id", d.message_id)
-        doc.add_text("tenant", self.tenant_id)
-        for mailbox in sorted(set(d.mailbox_ids)):
-            doc.add_unsigned("mailbox", mailbox)
-        doc.add_date("date", _index_date(d.date))
+        # One dict handed over at once: about half the cost of one add_* call per value.
+        fields: dict[str, list[object]] = {
+            "message_id": [d.message_id],
+            "tenant": [self.tenant_id],
+            "date": [_index_date(d.date)],
+            "size": [d.size],
+            "has_attachment": [d.has_attachment],
+        }
+        if d.mailbox_ids:
+            fields["mailbox"] = [*sorted(set(d.mailbox_ids))]
         if d.archived_at is not None:
-            doc.add_date("archived_at", _index_date(d.archived_at))
-        doc.add_unsigned("size", d.size)
-        doc.add_boolean("has_attachment", d.has_attachment)
+            fields["archived_at"] = [_index_date(d.archived_at)]
         if d.subject:
-            doc.add_text("subject", d.subject[:MAX_INDEXED_CHARS])
+            fields["subject"] = [d.subject[:MAX_INDEXED_CHARS]]
         if d.body:
-            doc.add_text("body", d.body[:MAX_INDEXED_CHARS])
-            doc.add_bytes("preview", d.body[:PREVIEW_CHARS].encode("utf-8", "replace"))
+            fields["body"] = [d.body[:MAX_INDEXED_CHARS]]
+            fields["preview"] = [d.body[:PREVIEW_CHARS].encode("utf-8", "replace")]
         if d.attachment_text:
-            doc.add_text("att_text", d.attachment_text[:MAX_INDEXED_CHARS])
-        for name in d.attachment_names:
-            doc.add_text("att_name", name)
-            doc.add_text("att_name_raw", name)
-        for folder in d.folder_paths:
-            doc.add_text("folder", folder)
-            doc.add_text("folder_raw", folder)
+            fields["att_text"] = [d.attachment_text[:MAX_INDEXED_CHARS]]
+        if d.attachment_names:
+            fields["att_name"] = fields["att_name_raw"] = list(d.attachment_names)
+        if d.folder_paths:
+            fields["folder"] = fields["folder_raw"] = list(d.folder_paths)
         if d.sender is not None:
-            self._add_party(doc, "from", [d.sender])
-            doc.add_bytes("from_name", d.sender.name.encode("utf-8", "replace"))
-        self._add_party(doc, "to", d.to)
-        self._add_party(doc, "cc", d.cc)
-        self._add_party(doc, "bcc", d.bcc)
-        for rcpt in d.envelope_recipients:
-            doc.add_text("env_text", rcpt)
-            doc.add_text("env_raw", rcpt)
-        return doc
-
-    @staticmethod
-    def _add_party(doc: tantivy.Document, party: str, addresses: list[Address]) -> None:
-        for a in addresses:
-            doc.add_text(f"{party}_text", f"{a.name} {a.address}" if a.name else a.address)
-            doc.add_text(f"{party}_raw", a.address)
+            _add_party(fields, "from", [d.sender])
+            fields["from_name"] = [d.sender.name.encode("utf-8", "replace")]
+        _add_party(fields, "to", d.to)
+        _add_party(fields, "cc", d.cc)
+        _add_party(fields, "bcc", d.bcc)
+        if d.envelope_recipients:
+            fields["env_text"] = fields["env_raw"] = list(d.envelope_recipients)
+        return tantivy.Document.from_dict(fields, self._schema)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -400,6 +416,14 @@ class TenantIndex:
                 )
             )
         return hits
+
+
+def _add_party(fields: dict[str, list[object]], party: str, addresses: list[Address]) -> None:
+    if addresses:
+        fields[f"{party}_text"] = [
+            f"{a.name} {a.address}" if a.name else a.address for a in addresses
+        ]
+        fields[f"{party}_raw"] = [a.address for a in addresses]
 
 
 def _sender(d: dict[str, list]) -> Address | None:
