@@ -127,6 +127,20 @@ def _active_run(
     )
 
 
+def active_run(process_type: str, config: models.Model) -> JobRun | None:
+    """The queued or running run of a configuration (in the active tenant), if any."""
+    return (
+        JobRun.objects.filter(
+            process_type=process_type,
+            config_type=config._meta.label_lower,
+            config_id=str(config.pk),
+            status__in=JobRun.UNFINISHED,
+        )
+        .order_by("-pk")
+        .first()
+    )
+
+
 def _enqueue(run: JobRun) -> JobRun:
     from mailvault.jobs.tasks import run_job
 

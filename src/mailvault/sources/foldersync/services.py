@@ -104,16 +104,7 @@ def save_folder_sync(
 
 
 def active_run(sync: FolderSynchronization) -> JobRun | None:
-    return (
-        JobRun.objects.filter(
-            process_type=PROCESS_TYPE,
-            config_type=FS._meta.label_lower,
-            config_id=str(sync.pk),
-            status__in=JobRun.UNFINISHED,
-        )
-        .order_by("-pk")
-        .first()
-    )
+    return jobs.active_run(PROCESS_TYPE, sync)
 
 
 @transaction.atomic

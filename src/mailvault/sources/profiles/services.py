@@ -186,16 +186,7 @@ def save_profile(data: ProfileData, *, profile: ArchivingProfile | None = None) 
 
 
 def active_run(profile: ArchivingProfile) -> JobRun | None:
-    return (
-        JobRun.objects.filter(
-            process_type=PROCESS_TYPE,
-            config_type=ArchivingProfile._meta.label_lower,
-            config_id=str(profile.pk),
-            status__in=JobRun.UNFINISHED,
-        )
-        .order_by("-pk")
-        .first()
-    )
+    return jobs.active_run(PROCESS_TYPE, profile)
 
 
 @transaction.atomic
