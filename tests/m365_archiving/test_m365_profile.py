@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -94,6 +95,9 @@ def test_archives_every_folder_then_only_what_is_new(tenant_a: TenantWorld, m365
     profile = _profile(tenant_a, m365)
     run = _run(profile)
     assert run.status == JobRun.Status.FINISHED, _log(run)
+    assert re.search(
+        r"folder\(s\) read with [1-9]\d* Graph requests; 0 were answered 429", _log(run)
+    )
     source = _source_messages(m365, profile.address)
     assert source
     with tenant_context(tenant_a.tenant):

@@ -301,7 +301,11 @@ def run_m365(ctx: JobContext, profile: ArchivingProfile) -> RunReport:
                         start_next()
         finally:
             stop.set()
-    ctx.info(f"{folders_done} folder(s) read.")
+        stats = client.stats
+        ctx.info(
+            f"{folders_done} folder(s) read with {stats.requests} Graph requests; "
+            f"{stats.throttled} were answered 429 and retried after the wait Graph asked for."
+        )
     _log_report(ctx, report)
     return report
 
