@@ -122,3 +122,12 @@ def test_a_message_gone_before_its_fetch_is_reported_not_fatal(
     results = {message_id: (data, why) for message_id, data, why in reader.mime_many([kept, gone])}
     assert results[kept][0] == b"Subject: kept\r\n\r\nstays\r\n"
     assert results[gone][0] is None and "404" in results[gone][1]
+
+
+def test_a_mail_domain_names_its_tenant(graph: GraphClient, m365: EmulatorHandle) -> None:
+    from mailvault.sources.graph.discovery import tenant_id_for_domain
+
+    domain = m365.control("GET", "info")["default_domain"]
+    assert tenant_id_for_domain(domain) == m365.tenant_id.lower()
+    with pytest.raises(GraphError, match="No Microsoft 365 tenant is known"):
+        tenant_id_for_domain("not-a-customer.example")

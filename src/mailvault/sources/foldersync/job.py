@@ -26,6 +26,7 @@ from mailvault.jobs.context import JobContext
 from mailvault.jobs.registry import process_type
 from mailvault.sources.foldersync.services import PROCESS_TYPE
 from mailvault.sources.graph import GraphClient, GraphError
+from mailvault.sources.graph.discovery import tenant_id_for_domain
 from mailvault.sources.graph.mailbox import MailboxReader, MailFolder
 from mailvault.sources.models_foldersync import FolderSynchronization, SyncedFolder
 from mailvault.sources.profiles import deletion
@@ -80,6 +81,13 @@ def _client(sync: FolderSynchronization) -> GraphClient:
     tenant_id = sync.entra_tenant_id or (
         sync.directory_service.entra_tenant_id if sync.directory_service else ""
     )
+    if not tenant_id and sync.mode == FS.Mode.SINGLE and "@" in sync.address:
+        # A single mailbox: its domain names the tenant (remembered for the next runs).
+        try:
+            tenant_id = tenant_id_for_domain(sync.address.rsplit("@", 1)[1])
+        except GraphError as exc:
+            raise FolderSyncFailed(f"{sync.name}: {exc}") from exc
+        FolderSynchronization.objects.filter(pk=sync.pk).update(entra_tenant_id=tenant_id)
     if not tenant_id:
         raise FolderSyncFailed(
             f"{sync.name}: no Microsoft 365 tenant is connected (admin consent in the directory "

@@ -23,6 +23,7 @@ from mailvault.archive.models import Mailbox, Message
 from mailvault.ingestion.pipeline import Ingestor
 from mailvault.jobs.context import JobContext
 from mailvault.sources.graph import GraphClient, GraphError
+from mailvault.sources.graph.discovery import tenant_id_for_domain
 from mailvault.sources.graph.mailbox import JUNK_AND_DELETED, MailboxReader, MailFolder
 from mailvault.sources.models_graph import GraphFolderState
 from mailvault.sources.models_profiles import ArchivingProfile
@@ -74,6 +75,13 @@ def _client(profile: ArchivingProfile) -> GraphClient:
     tenant_id = profile.entra_tenant_id
     if not tenant_id and profile.directory_service is not None:
         tenant_id = profile.directory_service.entra_tenant_id
+    if not tenant_id and profile.mode == ArchivingProfile.Mode.SINGLE and "@" in profile.address:
+        # A single mailbox: its domain names the tenant (remembered for the next runs).
+        try:
+            tenant_id = tenant_id_for_domain(profile.address.rsplit("@", 1)[1])
+        except GraphError as exc:
+            raise ProfileRunFailed(f"{profile.name}: {exc}") from exc
+        ArchivingProfile.objects.filter(pk=profile.pk).update(entra_tenant_id=tenant_id)
     if not tenant_id:
         raise ProfileRunFailed(
             f"{profile.name}: no Microsoft 365 tenant is connected. Connect the tenant in the "
