@@ -53,7 +53,9 @@ class Command(BaseCommand):
             self._consume_only(spool)
             return
         acceptor = options["acceptor"]  # one of the extra processes of acceptors.py
-        recovered = 0 if acceptor else spool.recover()
+        # Every listener process hands on what dead ones left in active/ (a restarted
+        # acceptor too); segments of live writers are locked and stay (Spool.recover).
+        recovered = spool.recover()
         directory = EndpointDirectory()
         directory.start()
         committer = GroupCommitter(spool)
