@@ -181,6 +181,13 @@ def big_mbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _cmdline_has(pid: int, text: bytes) -> bool:
+    try:
+        return text in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def test_an_import_killed_midway_and_run_again_gives_exact_counts(var: Var, big_mbox: Path) -> None:
     var.tenant("killed", "list@killed")
     expected = source_placements(big_mbox)
@@ -203,6 +210,18 @@ def test_an_import_killed_midway_and_run_again_gives_exact_counts(var: Var, big_
     finally:
         process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
+    # Its prepare workers go with it (none stays behind as an orphan).
+    worker_line = str(big_mbox).encode()
+    for _ in range(100):
+        alive = [
+            pid
+            for pid in os.listdir("/proc")
+            if pid.isdigit() and _cmdline_has(int(pid), worker_line)
+        ]
+        if not alive:
+            break
+        time.sleep(0.05)
+    assert alive == [], f"prepare workers outlived the killed import: {alive}"
     messages_at_kill = var.counts("killed")[0]
     assert 0 < messages_at_kill < len(shas), "the import must be stopped midway"
 

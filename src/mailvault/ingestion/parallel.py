@@ -25,6 +25,7 @@ from typing import Any
 
 from mailvault.archive.store import BlobStore, PreparedBlob
 from mailvault.ingestion.parse import ParsedMessage, parse_message
+from mailvault.supervisor import die_with_parent
 
 Prepared = tuple[str, ParsedMessage, PreparedBlob | None]
 # What a worker sends back per message: sha256 hex, the parsed fields as a tuple and the
@@ -60,9 +61,16 @@ def _from_wire(wire: _Wire) -> Prepared:
     return sha, ParsedMessage.from_tuple(fields), PreparedBlob(digest, size, chunks, recipe)
 
 
-def _worker(conn: Connection, store: BlobStore) -> None:
+def _worker(conn: Connection, store: BlobStore, siblings: list[Connection]) -> None:
     """A worker's loop: a pickled list of messages in, their wire forms (or the error)
-    out; an empty message ends it."""
+    out; an empty message ends it.
+
+    The fork copied the importer's ends of the workers forked before this one: they are
+    closed here, or a worker would never see its pipe close when the importer dies. And
+    the kernel ends the worker with the importer (SIGKILL included)."""
+    die_with_parent()
+    for sibling in siblings:
+        sibling.close()
     while True:
         try:
             data = conn.recv_bytes()
@@ -109,7 +117,9 @@ class PreparePool:
         try:
             for _ in range(max(1, workers)):
                 mine, theirs = ctx.Pipe(duplex=True)
-                proc = ctx.Process(target=_worker, args=(theirs, store), daemon=True)
+                proc = ctx.Process(
+                    target=_worker, args=(theirs, store, list(self._conns)), daemon=True
+                )
                 proc.start()
                 theirs.close()
                 self._conns.append(mine)
