@@ -145,3 +145,96 @@ def test_the_auditor_sees_no_admin_notifications(tenant_a: TenantWorld):
     response = client.get(reverse("adminaccess:dashboard"))
     assert response.status_code == 200
     assert response.context["notices"] == []
+
+
+def test_directory_service_missing_never_synchronized_or_failing(
+    tenant_a: TenantWorld, admin_client_a: Client
+):
+    from mailvault.directory.models import DirectoryService
+    from mailvault.directory.services import PROCESS_TYPE
+
+    assert "There is no directory service" in _texts(admin_client_a)
+    with tenant_context(tenant_a.tenant):
+        service = DirectoryService.objects.create(name="Contoso Entra", kind="entra")
+    texts = _texts(admin_client_a)
+    assert "There is no directory service" not in texts
+    assert "Contoso Entra has never been synchronized" in texts
+    label = DirectoryService._meta.label_lower
+    with tenant_context(tenant_a.tenant):
+        JobRun.objects.create(
+            process_type=PROCESS_TYPE,
+            config_type=label,
+            config_id=str(service.pk),
+            status=JobRun.Status.FAILED,
+        )
+    failed = [n for n in _notices(admin_client_a) if "synchronization of the directory" in n.text]
+    assert len(failed) == 1 and failed[0].level == "error" and "Contoso Entra" in failed[0].text
+    assert "never been synchronized" not in _texts(admin_client_a)
+    with tenant_context(tenant_a.tenant):
+        later = JobRun.objects.create(
+            process_type=PROCESS_TYPE,
+            config_type=label,
+            config_id=str(service.pk),
+            status=JobRun.Status.FINISHED,
+        )
+        JobRun.objects.filter(pk=later.pk).update(created_at=timezone.now() + timedelta(minutes=1))
+    assert "Contoso Entra" not in _texts(admin_client_a)
+
+
+def test_synchronized_users_without_reader(tenant_a: TenantWorld, admin_client_a: Client):
+    from mailvault.accounts.models import User
+
+    assert "synchronized user(s) hold no Reader role" not in _texts(admin_client_a)
+    with tenant_context(tenant_a.tenant):
+        User.objects.filter(pk=tenant_a.member.pk).update(source=User.Source.DIRECTORY)
+        synced = User.objects.create(
+            username=f"synced@{tenant_a.default_domain.name}", source=User.Source.DIRECTORY
+        )
+    # The member is a Reader through its group; the new synchronized user is not.
+    assert "1 synchronized user(s) hold no Reader role" in _texts(admin_client_a)
+    with tenant_context(tenant_a.tenant):
+        tenant_a.reader_group.members.add(synced)
+    assert "hold no Reader role" not in _texts(admin_client_a)
+
+
+def test_archiving_profile_never_run(tenant_a: TenantWorld, admin_client_a: Client):
+    from mailvault.sources.models_profiles import ArchivingProfile
+    from mailvault.sources.profiles.services import PROCESS_TYPE
+
+    with tenant_context(tenant_a.tenant):
+        profile = ArchivingProfile.objects.create(name="Initial import", type="imap")
+    notices = [n for n in _notices(admin_client_a) if "Initial import" in n.text]
+    assert len(notices) == 1 and "has never run" in notices[0].text
+    assert admin_client_a.get(notices[0].fix_url).status_code == 200
+    with tenant_context(tenant_a.tenant):
+        JobRun.objects.create(
+            process_type=PROCESS_TYPE,
+            config_type=ArchivingProfile._meta.label_lower,
+            config_id=str(profile.pk),
+            status=JobRun.Status.RUNNING,
+        )
+    assert "Initial import" not in _texts(admin_client_a)
+
+
+def test_folder_synchronization_missing_or_without_schedule(
+    tenant_a: TenantWorld, admin_client_a: Client
+):
+    from mailvault.jobs.services import schedules_for
+    from mailvault.sources.models_foldersync import FolderSynchronization
+
+    assert "There is no folder synchronization" in _texts(admin_client_a)
+    with tenant_context(tenant_a.tenant):
+        sync = FolderSynchronization.objects.create(name="Mailbox folders", type="m365")
+    texts = _texts(admin_client_a)
+    assert "There is no folder synchronization" not in texts
+    assert "Mailbox folders has no schedule" in texts
+    with tenant_context(tenant_a.tenant):
+        Schedule.objects.create(
+            process_type="sources.folder_sync",
+            config_type=FolderSynchronization._meta.label_lower,
+            config_id=str(sync.pk),
+            kind="hourly",
+            minute=0,
+        )
+        assert schedules_for(sync).count() == 1
+    assert "Mailbox folders" not in _texts(admin_client_a)
