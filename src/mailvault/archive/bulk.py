@@ -118,3 +118,20 @@ def insert_rows(
             )
             out.extend(tuple(row) for row in cursor.fetchall())
         return out
+
+
+def refresh_planner_statistics() -> None:
+    """Let SQLite's query planner know the tables' real shape (no-op elsewhere).
+
+    Without statistics SQLite prefers the one-column ``tenant_id`` index of every
+    tenant-owned table (each query filters by tenant) over the index that fits the query,
+    e.g. ``Placement(mailbox, source_ref)``: the lookup then scans every placement of the
+    tenant, and an import's resume check slows down as the mailbox grows.
+    ``PRAGMA optimize`` analyzes only the tables this connection queried that were never
+    analyzed or have grown a lot since, sampling (``analysis_limit``) so that it costs
+    milliseconds. PostgreSQL keeps its statistics itself (autovacuum)."""
+    if connection.vendor != "sqlite":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA analysis_limit=1000")
+        cursor.execute("PRAGMA optimize")

@@ -24,7 +24,7 @@ from datetime import datetime
 from django.db import connection, transaction
 from django.utils import timezone
 
-from mailvault.archive.bulk import insert_rows
+from mailvault.archive.bulk import insert_rows, refresh_planner_statistics
 from mailvault.archive.models import Folder, Mailbox, MailboxAddress, Message, Placement
 from mailvault.archive.services import folder_for_path
 from mailvault.archive.store import BlobStore, PreparedBlob, store_for
@@ -50,6 +50,9 @@ log = logging.getLogger("mailvault.ingestion")
 MAX_PENDING_INDEX_CHARS = 16 << 20
 # Messages bigger than this are not handed to the prepare workers (see Ingestor._start).
 WORKER_MAX_BYTES = 4 << 20
+# SQLite's planner statistics are refreshed after this many messages went through (see
+# archive.bulk.refresh_planner_statistics; it re-analyzes only tables that grew a lot).
+PLANNER_STATS_EVERY = 5_000
 
 
 @dataclass
@@ -119,6 +122,7 @@ class Ingestor:
         self.workers = workers
         self._pool: PreparePool | None = None
         self._last_index = time.monotonic()
+        self._recorded_since_stats = 0
 
     def __enter__(self) -> Ingestor:
         return self
@@ -232,6 +236,10 @@ class Ingestor:
         self._deduplicate(items)
         self._store(items)
         self._record(items)
+        self._recorded_since_stats += len(items)
+        if self._recorded_since_stats >= PLANNER_STATS_EVERY:
+            self._recorded_since_stats = 0
+            refresh_planner_statistics()
         if self.index:
             self._index(items)
         self._filed = {}
