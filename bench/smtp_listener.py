@@ -10,6 +10,8 @@ message per connection, to ``mailvault smtpd --no-consumer`` in a throw-away ins
 after the spool's fsync; the script re-reads the spool and checks that every message is
 there, whole. The same client against Postfix's ``smtp-sink`` (C, discards everything,
 no fsync) gives the ceiling of client, kernel and loopback on this machine in the same run.
+The listener's CPU time per message (all its processes, user and system) is printed too:
+on a machine that other work loads, it compares two versions better than msg/s.
 Needs the Debian package postfix (``make test`` installs it).
 """
 
@@ -85,6 +87,40 @@ def send(port: int, recipient: str, args: argparse.Namespace) -> float:
     return time.perf_counter() - started
 
 
+def process_tree(root: int) -> list[int]:
+    """``root`` and its descendants (the listener and its acceptor processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> tuple[float, float]:
+    """(user, system) CPU seconds the processes used so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    user = system = 0.0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        user += int(fields[11]) / ticks
+        system += int(fields[12]) / ticks
+    return user, system
+
+
 def count_spooled(spool: Path) -> tuple[int, int]:
     from mailvault.sources.smtp.spool import read_segment
 
@@ -138,7 +174,10 @@ def main() -> None:
         )
         wait_for_port(port)
         time.sleep(2)  # the extra acceptor processes start after the first one listens
+        pids = process_tree(listener.pid)
+        user_before, system_before = cpu_seconds(pids)
         elapsed = send(port, recipient, args)
+        user_after, system_after = cpu_seconds(pids)
         os.environ["MAILVAULT_VAR_DIR"] = env["MAILVAULT_VAR_DIR"]
         os.environ["DJANGO_SETTINGS_MODULE"] = "mailvault.settings"
         spooled, body_bytes = count_spooled(workdir / "var" / "spool")
@@ -165,6 +204,13 @@ def main() -> None:
     print(f"mailvault smtpd (accepted and durable): {args.messages / elapsed:8.0f} msg/s")
     print(f"postfix smtp-sink (discards, ceiling):  {args.messages / ceiling:8.0f} msg/s")
     print(f"ratio to the ceiling: {ceiling / elapsed:.2f}")
+    # CPU time per message depends far less on what else runs than msg/s does.
+    user, system = user_after - user_before, system_after - system_before
+    print(
+        f"listener CPU per message: {(user + system) / args.messages * 1e6:.0f} us "
+        f"(user {user / args.messages * 1e6:.0f}, system {system / args.messages * 1e6:.0f}; "
+        f"{len(pids)} processes)"
+    )
     print(f"spooled and whole: {spooled} of {args.messages} ({body_bytes / 1e6:.0f} MB of bodies)")
     if spooled != args.messages:
         raise SystemExit("some accepted messages are not in the spool")

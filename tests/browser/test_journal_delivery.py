@@ -1,6 +1,6 @@
 """Issue 5 end to end in Chromium: an admin creates a journal endpoint in Admin Access and
 copies its SMTP address from the dialog; a journal report sent to that address with
-smtplib reaches the real listener (aiosmtpd on loopback); the endpoint's counters on the
+smtplib reaches the real listener (on loopback); the endpoint's counters on the
 list go up, and a Compliance user finds the journaled original in the journal mailbox in
 Web Access.
 

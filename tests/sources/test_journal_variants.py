@@ -1,5 +1,5 @@
 """Every journal report variant of m365-protocol.md §5, the bad input of issue 5, the
-persisted counters and the process-log entries, through the real listener (aiosmtpd on
+persisted counters and the process-log entries, through the real listener (on
 loopback) with smtplib and raw sockets. The spool is drained from the test thread, as in
 test_smtp_listener.py (whose ``world`` and ``listener`` fixtures this module uses), so
 every database write stays in the test's transaction.
@@ -487,9 +487,9 @@ def test_a_failed_flush_keeps_its_counts(world, monkeypatch):
 
 
 def test_a_client_that_trickles_bytes_is_cut_off_by_the_timeout(world, listener):
-    """aiosmtpd's timeout restarts only with each valid command, so a DATA phase that
-    trickles (a byte every 0.2 s here) ends when the timeout (1.5 s here, 120 s in
-    ``mailvault smtpd``) runs out: the connection is closed and nothing is kept."""
+    """The idle timeout restarts only with each valid command or each 4 KB of DATA, so a
+    DATA phase that trickles (a byte every 0.2 s here) ends when the timeout (1.5 s here,
+    120 s in ``mailvault smtpd``) runs out: the connection is closed and nothing is kept."""
     endpoint = world["endpoint"]
     port = free_port()
     controller = FastController(

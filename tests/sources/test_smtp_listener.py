@@ -1,7 +1,8 @@
 """The journaling SMTP listener with real SMTP clients (smtplib) over loopback.
 
-The listener (aiosmtpd) runs in its own thread as in production; the spool consumer is
-drained from the test thread so that all database work stays in the test's database.
+The listener (``sources/smtp/protocol.py``) runs in its own thread as in production; the
+spool consumer is drained from the test thread so that all database work stays in the
+test's database.
 """
 
 from __future__ import annotations

@@ -1,150 +1,111 @@
-"""aiosmtpd's SMTP with a DATA phase that reads in large blocks, and less work per session.
+"""The journaling SMTP server in a thread of its own: :class:`FastController`.
 
-aiosmtpd reads DATA one line at a time (one ``readuntil`` per line): a 100 KB message is
-over a thousand awaits, which caps one process at about a hundred such messages a
-second. This reads 64 KiB blocks, finds the ``CRLF.CRLF`` terminator with a byte search,
-and undoes dot-stuffing with one byte replacement (RFC 5321 §4.5.2). The size
-limit is enforced while reading (the rest is drained, then ``552``); everything after
-DATA is aiosmtpd's own behaviour.
+It serves :mod:`.protocol`, a lean server on ``asyncio.Protocol``, and takes the keywords
+of the aiosmtpd controller it replaced (``server_hostname``, ``data_size_limit``,
+``tls_context``, ``authenticator``, ``timeout`` ...). The listening socket has
+``SO_REUSEPORT`` so that several listener processes share one port and the kernel spreads
+connections over them (one event loop per core, see :mod:`.acceptors`).
 
-Two more per-session costs are cut, measured with py-spy under ``smtp-source`` (one message
-per connection): aiosmtpd builds its command and AUTH tables from ``dir()`` and
-``inspect.getmembers()`` on every new connection (15% of the listener's time), so
-``__dir__`` lists only the names those tables look for; and it parses every
-``MAIL FROM``/``RCPT TO`` address with the e-mail header parser (12%), so a plain
-``<local@domain>`` takes a regular-expression fast path and anything else still goes
-through aiosmtpd's parser.
+The module keeps its name from the aiosmtpd subclass it held before; why the listener
+no longer uses aiosmtpd, with the figures, is in :mod:`.protocol`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
-from collections.abc import Coroutine
-from typing import Any
+import socket
+import ssl
+import threading
 
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import MISSING, SMTP
+from mailvault.sources.smtp.commands import unstuff
+from mailvault.sources.smtp.protocol import SMTPServer
+from mailvault.sources.smtp.session import (
+    DATA_SIZE_DEFAULT,
+    Authenticator,
+    Handler,
+    ServerConfig,
+)
 
-BLOCK = 64 * 1024
-PROGRESS_BYTES = 4 * 1024
-_TERMINATOR = b"\r\n.\r\n"
-
-
-def unstuff(body: bytes) -> bytes:
-    """The message as sent: a line's leading period removed (RFC 5321 §4.5.2)."""
-    if body.startswith(b"."):
-        body = body[1:]
-    return body.replace(b"\r\n.", b"\r\n")
+__all__ = ["FastController", "unstuff"]
 
 
-# A dot-atom address in angle brackets (RFC 5321 Path without source route or quotes).
-_PLAIN_PATH = re.compile(r"\s*<([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+)>(.*)", re.S)
+class FastController:
+    """Starts the server on its own event loop in a thread; ``stop`` ends both."""
 
-
-class FastDataSMTP(SMTP):
-    _dir_cache: list[str] | None = None
-
-    def __dir__(self) -> list[str]:
-        cls = type(self)
-        if cls._dir_cache is None:
-            cls._dir_cache = [
-                name for name in super().__dir__() if name.startswith(("smtp_", "auth_"))
-            ]
-        return list(cls._dir_cache)
-
-    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        match = _PLAIN_PATH.fullmatch(arg)
-        if match is None:
-            return super()._getaddr(arg)
-        address, rest = match.group(1), match.group(2).lstrip()
-        local_part = address.rpartition("@")[0]
-        if self.local_part_limit and len(local_part) > self.local_part_limit:
-            return None, None
-        return address, rest
-
-    async def smtp_DATA(self, arg: str) -> None:
-        if await self.check_helo_needed():
-            return
-        if await self.check_auth_needed("DATA"):
-            return
-        assert self.envelope is not None
-        if not self.envelope.rcpt_tos:
-            await self.push("503 Error: need RCPT command")
-            return
-        if arg:
-            await self.push("501 Syntax: DATA")
-            return
-        await self.push("354 End data with <CR><LF>.<CR><LF>")
-        limit = self.data_size_limit
-        buffer = bytearray()
-        received = 0
-        since_reset = 0
-        too_much = False
-        while True:
-            # An empty message is just the terminating dot line.
-            if received == 0 and buffer[:3] == b".\r\n":
-                body, rest = b"", bytes(buffer[3:])
-                break
-            end = buffer.find(_TERMINATOR, max(0, len(buffer) - len(_TERMINATOR) - BLOCK))
-            if end >= 0:
-                body, rest = bytes(buffer[: end + 2]), bytes(buffer[end + 5 :])
-                break
-            try:
-                chunk = await self._reader.read(BLOCK)
-            except asyncio.CancelledError:
-                self._writer.close()
-                raise
-            if not chunk:  # the client went away mid-DATA: nothing is kept
-                return
-            buffer += chunk
-            # The session timeout is an idle timeout for DATA too, but only progress
-            # counts: a sender delivering at least PROGRESS_BYTES per timeout period keeps
-            # its session (a big message over a slow link), a trickler does not.
-            since_reset += len(chunk)
-            if since_reset >= PROGRESS_BYTES:
-                since_reset = 0
-                self._reset_timeout()
-            if limit and received + len(buffer) > limit + len(_TERMINATOR):
-                too_much = True
-                # Keep only what a terminator split across blocks could need.
-                received += len(buffer) - len(_TERMINATOR)
-                del buffer[: -len(_TERMINATOR)]
-        if rest:  # a client that pipelined anyway: give the bytes back to the reader
-            self._reader._buffer[0:0] = rest  # type: ignore[attr-defined]
-        if too_much:
-            await self.push("552 Error: Too much mail data")
-            self._set_post_data_state()
-            return
-        original = unstuff(body)
-        self.envelope.content = original
-        self.envelope.original_content = original
-        status = await self._call_handler_hook("DATA")
-        self._set_post_data_state()
-        await self.push("250 OK" if status is MISSING else status)
-
-
-class FastController(Controller):
-    """aiosmtpd's threaded controller serving :class:`FastDataSMTP`.
-
-    The listening socket has ``SO_REUSEPORT`` so that several listener processes share one
-    port and the kernel spreads connections over them (one event loop per core). For the
-    same reason the start-up check builds the protocol directly instead of connecting to
-    the port: that connection could be handed to another process.
-    """
-
-    def factory(self) -> SMTP:
-        return FastDataSMTP(self.handler, **self.SMTP_kwargs)
-
-    def _create_server(self) -> Coroutine[Any, Any, asyncio.AbstractServer]:
-        return self.loop.create_server(
-            self._factory_invoker,
-            host=self.hostname,
-            port=self.port,
-            ssl=self.ssl_context,
-            reuse_port=True,
-            backlog=1024,
+    def __init__(
+        self,
+        handler: Handler,
+        hostname: str | None = None,
+        port: int = 8025,
+        *,
+        server_hostname: str | None = None,
+        ident: str = "Mailvault journaling",
+        data_size_limit: int | None = DATA_SIZE_DEFAULT,
+        enable_SMTPUTF8: bool = False,
+        decode_data: bool = False,
+        tls_context: ssl.SSLContext | None = None,
+        require_starttls: bool = False,
+        authenticator: Authenticator | None = None,
+        auth_require_tls: bool = True,
+        auth_required: bool = False,
+        timeout: float = 300.0,
+        ready_timeout: float = 10.0,
+    ) -> None:
+        if decode_data:
+            raise ValueError("the journaling listener keeps messages as bytes (decode_data)")
+        self.hostname = hostname or "127.0.0.1"
+        self.port = port
+        self.ready_timeout = ready_timeout
+        self.config = ServerConfig(
+            hostname=server_hostname or socket.getfqdn(),
+            ident=ident,
+            data_size_limit=data_size_limit,
+            enable_SMTPUTF8=enable_SMTPUTF8,
+            tls_context=tls_context,
+            require_starttls=require_starttls,
+            authenticator=authenticator,
+            auth_require_tls=auth_require_tls,
+            auth_required=auth_required,
+            timeout=timeout,
         )
+        self.server = SMTPServer(handler, self.config)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
 
-    def _trigger_server(self) -> None:
-        self._factory_invoker()
+    def start(self) -> None:
+        self._ready.clear()
+        self._error = None
+        self._thread = threading.Thread(target=self._run, name="smtp-server", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(self.ready_timeout):
+            raise TimeoutError("the SMTP server did not start in time")
+        if self._error is not None:
+            self._thread.join()
+            raise self._error
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self.loop = loop
+        try:
+            loop.run_until_complete(self.server.start(self.hostname, self.port))
+        except BaseException as error:
+            self._error = error
+            self._ready.set()
+            loop.close()
+            return
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(self.server.close())
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+    def stop(self) -> None:
+        if self.loop is not None and self._thread is not None and self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=30)
+        self._thread = None
+        self.loop = None

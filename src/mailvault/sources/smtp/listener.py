@@ -1,4 +1,4 @@
-"""The SMTP listener that receives journal reports (aiosmtpd).
+"""The SMTP listener that receives journal reports (the server is :mod:`.protocol`).
 
 ESMTP with STARTTLS, SIZE, 8BITMIME, SMTPUTF8 and optional AUTH; recipients are journal
 endpoint addresses (``<local part>[+<original recipient>]@<journal domain>``). A message
@@ -10,29 +10,33 @@ later, in :mod:`.consumer`. Under overload (spool above its limit) the listener 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from django.conf import settings
 from django.contrib.auth.hashers import check_password
 
 from mailvault.sources.smtp.counters import EndpointCounters
 from mailvault.sources.smtp.endpoints import EndpointDirectory, EndpointInfo
+from mailvault.sources.smtp.session import Envelope, Session
 from mailvault.sources.smtp.spool import Spool
 
 log = logging.getLogger("mailvault.smtp")
+
+
+Done = Callable[[BaseException | None], None]
 
 
 @dataclass
 class _Commit:
     records: list[tuple[dict[str, object], bytes]]
     loop: asyncio.AbstractEventLoop
-    future: asyncio.Future[None]
+    done: Done  # called on ``loop`` with None once durable, else the error
 
 
 class GroupCommitter:
@@ -51,11 +55,9 @@ class GroupCommitter:
         self._thread.join(timeout=10)
         self.spool.roll_if_due(force=True)
 
-    async def commit(self, records: list[tuple[dict[str, object], bytes]]) -> None:
-        loop = asyncio.get_running_loop()
-        item = _Commit(records, loop, loop.create_future())
-        self._queue.put(item)
-        await item.future
+    def submit(self, records: list[tuple[dict[str, object], bytes]], done: Done) -> None:
+        """Queue ``records``; ``done`` runs on the calling event loop after the fsync."""
+        self._queue.put(_Commit(records, asyncio.get_running_loop(), done))
 
     def _run(self) -> None:
         stopping = False
@@ -86,18 +88,23 @@ class GroupCommitter:
                 except BaseException as exc:  # a failed fsync means: not accepted
                     log.exception("spool write failed")
                     error = exc
+                # One wake-up per event loop for the whole batch, not one per message.
+                by_loop: dict[asyncio.AbstractEventLoop, list[Done]] = {}
                 for item in batch:
-                    item.loop.call_soon_threadsafe(_resolve, item.future, error)
+                    by_loop.setdefault(item.loop, []).append(item.done)
+                for loop, callbacks in by_loop.items():
+                    # RuntimeError: that loop is closed, nobody waits any more.
+                    with contextlib.suppress(RuntimeError):
+                        loop.call_soon_threadsafe(_call_all, callbacks, error)
             self.spool.roll_if_due()
 
 
-def _resolve(future: asyncio.Future[None], error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
+def _call_all(callbacks: list[Done], error: BaseException | None) -> None:
+    for callback in callbacks:
+        try:
+            callback(error)
+        except Exception:
+            log.exception("spool commit callback failed")
 
 
 def split_recipient(address: str, domain: str) -> tuple[str, str] | None:
@@ -116,7 +123,7 @@ def split_recipient(address: str, domain: str) -> tuple[str, str] | None:
 
 
 class JournalHandler:
-    """aiosmtpd handler: checks recipients, spools accepted messages."""
+    """Checks recipients and spools accepted messages (the server's :class:`Handler`)."""
 
     def __init__(
         self,
@@ -135,14 +142,7 @@ class JournalHandler:
     def _overloaded(self) -> bool:
         return self.committer.spool.pending_bytes(max_age=0.5) > self.spool_limit
 
-    async def handle_RCPT(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        address: str,
-        rcpt_options: list[str],
-    ) -> str:
+    def rcpt(self, session: Session, envelope: Envelope, address: str) -> str:
         if len(envelope.rcpt_tos) >= self.max_recipients:
             return "452 4.5.3 Too many recipients"
         parts = split_recipient(address, self.domain)
@@ -155,9 +155,7 @@ class JournalHandler:
         if not endpoint.allows_peer(str(peer_host)):
             self.counters.rejected(endpoint.id)
             return "550 5.7.1 Your address may not deliver to this journal endpoint"
-        if endpoint.auth_username and getattr(session, "mailvault_user", None) != (
-            endpoint.auth_username
-        ):
+        if endpoint.auth_username and session.auth_user != endpoint.auth_username:
             self.counters.rejected(endpoint.id)
             return "530 5.7.0 Authentication required"
         if self._overloaded():
@@ -166,10 +164,9 @@ class JournalHandler:
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        raw = envelope.original_content or b""
-        if isinstance(raw, str):
-            raw = raw.encode("utf-8", "surrogateescape")
+    def data(
+        self, session: Session, envelope: Envelope, raw: bytes, reply: Callable[[str], None]
+    ) -> None:
         by_endpoint: dict[int, tuple[EndpointInfo, list[str]]] = {}
         for address in envelope.rcpt_tos:
             parts = split_recipient(address, self.domain)
@@ -180,10 +177,11 @@ class JournalHandler:
             if parts[1]:
                 entry[1].append(parts[1])
         if not by_endpoint:
-            return "554 5.5.1 No valid recipients"
+            reply("554 5.5.1 No valid recipients")
+            return
         received = time.time()
         peer = session.peer[0] if isinstance(session.peer, tuple) else ""
-        records = [
+        records: list[tuple[dict[str, object], bytes]] = [
             (
                 {
                     "endpoint": endpoint.id,
@@ -197,34 +195,32 @@ class JournalHandler:
             )
             for endpoint, originals in by_endpoint.values()
         ]
-        try:
-            await self.committer.commit(records)
-        except Exception:
+
+        def done(error: BaseException | None) -> None:
             for endpoint, _ in by_endpoint.values():
-                self.counters.deferred(endpoint.id)
-            return "451 4.3.0 Could not store the message, try again later"
-        for endpoint, _ in by_endpoint.values():
-            self.counters.accepted(endpoint.id, received)
-        return "250 2.0.0 OK: archived"
+                if error is None:
+                    self.counters.accepted(endpoint.id, received)
+                else:
+                    self.counters.deferred(endpoint.id)
+            if error is None:
+                reply("250 2.0.0 OK: archived")
+            else:
+                reply("451 4.3.0 Could not store the message, try again later")
+
+        self.committer.submit(records, done)
 
 
 class Authenticator:
-    """SMTP AUTH against the endpoints' credentials; the name is kept on the session."""
+    """SMTP AUTH against the endpoints' credentials: the user name, or None. Called in a
+    worker thread (password hashing takes a while)."""
 
     def __init__(self, directory: EndpointDirectory) -> None:
         self.directory = directory
 
-    def __call__(
-        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
-    ) -> AuthResult:
-        if not isinstance(auth_data, LoginPassword):
-            return AuthResult(success=False, handled=False)
-        username = auth_data.login.decode("utf-8", "replace")
-        password = auth_data.password.decode("utf-8", "replace")
+    def __call__(self, mechanism: str, login: bytes, password: bytes) -> str | None:
+        username = login.decode("utf-8", "replace")
+        secret = password.decode("utf-8", "replace")
         for endpoint in self.directory.by_auth_username(username):
-            if endpoint.auth_password_hash and check_password(
-                password, endpoint.auth_password_hash
-            ):
-                session.mailvault_user = username  # type: ignore[attr-defined]
-                return AuthResult(success=True, auth_data=username)
-        return AuthResult(success=False, handled=False)
+            if endpoint.auth_password_hash and check_password(secret, endpoint.auth_password_hash):
+                return username
+        return None
