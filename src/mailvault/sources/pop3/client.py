@@ -32,6 +32,17 @@ class Pop3Message:
     raw: bytes = field(repr=False)
 
 
+def _text(exc: poplib.error_proto) -> str:
+    arg = exc.args[0] if exc.args else str(exc)
+    return arg.decode(errors="replace") if isinstance(arg, bytes) else str(arg)
+
+
+def _closed(exc: poplib.error_proto) -> bool:
+    """poplib's own error for a connection the server closed (a server's ``-ERR``
+    answer comes as bytes)."""
+    return bool(exc.args) and isinstance(exc.args[0], str)
+
+
 def _date_of(headers: bytes) -> date | None:
     for line in headers.split(b"\r\n"):
         if line[:5].lower() == b"date:":
@@ -65,14 +76,20 @@ class Pop3Session:
             self.conn.pass_(settings.password)
         except poplib.error_proto as exc:
             self.abort()
-            text = exc.args[0].decode(errors="replace") if exc.args else str(exc)
+            if _closed(exc):
+                raise Pop3Error(
+                    f"The POP3 server {where} closed the connection during sign-in."
+                ) from exc
             raise Pop3LoginError(
-                f"Sign-in to the POP3 server {where} as {settings.username} failed: {text}. "
-                "Check the user name and password of the secret."
+                f"Sign-in to the POP3 server {where} as {settings.username} failed: "
+                f"{_text(exc)}. Check the user name and password of the secret."
             ) from exc
 
     def uidls(self) -> list[tuple[int, str]]:
-        _, lines, _ = self.conn.uidl()
+        try:
+            _, lines, _ = self.conn.uidl()
+        except poplib.error_proto as exc:
+            raise Pop3Error(f"Listing the messages (UIDL) failed: {_text(exc)}") from exc
         result = []
         for line in lines:
             number, uidl = line.decode("ascii", "replace").split(" ", 1)
@@ -101,17 +118,28 @@ class Pop3Session:
                         continue
                 _, lines, _ = self.conn.retr(number)
             except poplib.error_proto as exc:
-                on_problem(f"POP3 message {uidl} could not be fetched: {exc}")
+                if _closed(exc):  # nothing more comes over this connection
+                    raise Pop3Error(
+                        f"The connection closed while fetching POP3 message {uidl}."
+                    ) from exc
+                on_problem(f"POP3 message {uidl} could not be fetched: {_text(exc)}")
                 continue
             yield Pop3Message(uidl=uidl, raw=b"\r\n".join(lines) + b"\r\n")
 
     def delete(self, numbers: list[int]) -> None:
-        for number in numbers:
-            self.conn.dele(number)
+        """Marks the messages; they are deleted only at ``quit``."""
+        try:
+            for number in numbers:
+                self.conn.dele(number)
+        except poplib.error_proto as exc:
+            raise Pop3Error(f"DELE failed: {_text(exc)}") from exc
 
     def quit(self) -> None:
         """Ends the session; deletions marked with ``delete`` take effect now."""
-        self.conn.quit()
+        try:
+            self.conn.quit()
+        except poplib.error_proto as exc:
+            raise Pop3Error(f"QUIT failed: {_text(exc)}") from exc
 
     def abort(self) -> None:
         with contextlib.suppress(OSError):

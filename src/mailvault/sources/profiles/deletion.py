@@ -34,6 +34,8 @@ class Candidate:
     source_id: str  # the IMAP UID or the POP3 UIDL
     sha256: str
     flagged: bool = False
+    # IMAP: the folder's UIDVALIDITY when fetched; the UID names this message only under it.
+    uidvalidity: int = 0
 
 
 @dataclass
@@ -55,10 +57,30 @@ def held_message_ids(message_ids: Iterable[int]) -> set[int]:
     try:
         from mailvault.compliance.deletion import REASON_HOLD, Purpose, guard
 
+        _index_for_query_holds(ids)
         verdict = guard(ids, Purpose.SOURCE)
     except Exception as exc:
         raise DeletionGuardError(f"The legal hold check failed: {exc}") from exc
     return {mid for mid, reason in verdict.refused.items() if reason == REASON_HOLD}
+
+
+def _index_for_query_holds(ids: list[int]) -> None:
+    """A query hold cannot tell about a message not in the search index yet, so the
+    guard counts it as held. Messages a killed run recorded but never indexed would stay
+    in the source until the next integrity check: index them now."""
+    from mailvault.compliance.holds import active_holds
+    from mailvault.compliance.models_holds import LegalHold
+    from mailvault.ingestion.reconcile import reindex_messages
+
+    if not ids or not any(h.kind == LegalHold.Kind.QUERY for h in active_holds()):
+        return
+    unindexed: list[int] = []
+    for start in range(0, len(ids), 500):
+        unindexed += Message.objects.filter(
+            pk__in=ids[start : start + 500], indexed=False
+        ).values_list("pk", flat=True)
+    if unindexed:
+        reindex_messages(sorted(unindexed))
 
 
 def decide(candidates: list[Candidate]) -> Decision:

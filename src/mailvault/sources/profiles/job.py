@@ -6,12 +6,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.utils import timezone
 
-from mailvault.accounts.secrets import reveal
 from mailvault.archive.models import Mailbox, Message, Placement
 from mailvault.ingestion.pipeline import Ingestor
 from mailvault.ingestion.types import IngestRequest, IngestResult, Target
@@ -19,20 +20,26 @@ from mailvault.jobs.context import JobContext
 from mailvault.jobs.registry import process_type
 from mailvault.sources.imap import (
     Fetched,
+    FetchedBatch,
     FolderGone,
     FolderInfo,
     FolderState,
     ImapError,
     ImapLoginError,
     ImapSession,
+    UidValidityChanged,
 )
+from mailvault.sources.imap.prefetch import Batch, FolderDone, Notice, Prefetcher
 from mailvault.sources.models_profiles import ArchivingProfile, FolderSyncState, Pop3SeenUidl
 from mailvault.sources.pop3 import Pop3Error, Pop3Session
 from mailvault.sources.profiles import deletion
-from mailvault.sources.profiles.oauth import OAuthError, client_credentials_token
+from mailvault.sources.profiles.oauth import OAuthError
 from mailvault.sources.profiles.services import PROCESS_TYPE, connection_settings
 
-BATCH_SIZE = 200  # UIDs per FETCH, messages per ingestion batch
+BATCH_SIZE = 500  # UIDs per FETCH (at most FETCH_MAX_BYTES), messages per ingestion batch
+# A folder's sync state is saved at most this often while it is archived (and at the
+# end); a run that dies fetches the rest again and skips what it had filed.
+STATE_SAVE_INTERVAL_S = 2.0
 # Processes that parse and prepare fetched messages in parallel (as File Import does).
 INGEST_WORKERS = min(2, os.cpu_count() or 1)
 # Waits before reconnecting after a dropped connection: RETRY_BACKOFF_S, then x2, x4.
@@ -109,60 +116,208 @@ def _failure(ctx: JobContext, report: RunReport) -> Callable[[str], None]:
 
 
 def _oauth_token(profile: ArchivingProfile, ctx: JobContext) -> str:
-    if profile.auth_method != ArchivingProfile.Auth.XOAUTH2 or profile.secret is None:
-        return ""
+    from mailvault.sources.imap.server import oauth_token
+
     try:
-        return client_credentials_token(
-            reveal(profile.secret), ca_pem=profile.ca_certificate, verify=profile.tls_verify
-        )
+        return oauth_token(profile)
     except OAuthError as exc:
         ctx.error(str(exc))
         raise ProfileRunFailed(str(exc)) from exc
 
 
-def _sync_folder(
+@dataclass
+class _Accepted:
+    """A fetched batch (or a folder's end) of which the folder's sync state is saved once
+    the pipeline recorded it (and everything before it)."""
+
+    row: FolderSyncState
+    uidvalidity: int
+    last_uid: int
+    messages: int = 0
+    handed: bool = False  # handed to the ingestor: recorded at a later submit or flush
+    done: bool = False  # the folder's end: its HIGHESTMODSEQ is saved too
+    highest_modseq: int | None = None
+
+
+class _ImapArchiver:
+    """Archives the batches the fetch thread hands over. The pipeline records a batch
+    while its workers prepare the next one (``Ingestor.submit``), so a folder's
+    ``last_uid`` is saved only once everything up to it is recorded: a run that dies
+    fetches the rest again, and a resumed run skips what was filed meanwhile."""
+
+    def __init__(
+        self,
+        ctx: JobContext,
+        profile: ArchivingProfile,
+        mailbox: Mailbox,
+        ingestor: Ingestor,
+        report: RunReport,
+        rows: dict[str, FolderSyncState],
+    ) -> None:
+        self.ctx, self.profile, self.mailbox = ctx, profile, mailbox
+        self.ingestor, self.report, self.rows = ingestor, report, rows
+        self.pending: deque[_Accepted] = deque()
+        self.inflight: _Accepted | None = None
+        self.touched: dict[int, FolderSyncState] = {}
+        self.saved_at = time.monotonic()
+        # Folders whose next UIDs may have been filed by a run that died before saving
+        # its state: their refs are looked up until a batch has one not filed (batches
+        # are recorded in UID order, so what such a run filed is a run of UIDs).
+        self.checking = set(rows)
+
+    def batch(self, folder: FolderInfo, batch: FetchedBatch) -> None:
+        report, mailbox = self.report, self.mailbox
+        report.fetched += len(batch)
+        refs = [_imap_ref(self.profile, m) for m in batch]
+        done: set[str] = set()
+        if folder.path in self.checking and refs:
+            done = _done_refs(mailbox, refs)
+            if len(done) < len(refs):
+                self.checking.discard(folder.path)
+        handed = False
+        for message, ref in zip(batch, refs, strict=True):
+            if ref in done:
+                report.skipped += 1
+                continue
+            self.ingestor.add(
+                IngestRequest(
+                    raw=message.raw,
+                    source=Message.Source.IMAP,
+                    targets=[Target(mailbox, folder.path)],
+                    source_ref=ref,
+                )
+            )
+            handed = True
+        if self.profile.delete_in_source:
+            report.candidates += [_candidate(m) for m in batch]
+        row = self.rows[folder.path]
+        entry = _Accepted(row, batch.uidvalidity, batch.up_to, len(batch), handed)
+        self.pending.append(entry)
+        self.ingestor.submit()  # records the batch handed over before this one
+        self.inflight = entry if handed and self.ingestor.workers else None
+        self._count()
+        self._save()
+        self.ctx.progress(report.fetched)
+
+    def folder_done(self, folder: FolderInfo, state: FolderState) -> None:
+        row = self.rows[folder.path]
+        self.pending.append(
+            _Accepted(
+                row,
+                state.uidvalidity,
+                state.last_uid,
+                done=True,
+                highest_modseq=state.highest_modseq,
+            )
+        )
+        self._save()
+
+    def finish(self) -> None:
+        """Record what was handed over, make it searchable, save every folder's state."""
+        self.ingestor.flush()
+        self.inflight = None
+        self._count()
+        self._save(now=True)
+        self.ingestor.commit_index()
+
+    def _count(self) -> None:
+        self.report.count(self.ingestor.results)
+        self.ingestor.results.clear()
+
+    def _save(self, *, now: bool = False) -> None:
+        """Advance the state of the folders whose batches are recorded (in order); save
+        it every STATE_SAVE_INTERVAL_S (``now``: at once)."""
+        touched = self.touched
+        while self.pending and self.pending[0] is not self.inflight:
+            entry = self.pending.popleft()
+            row = entry.row
+            if row.uidvalidity != entry.uidvalidity:
+                row.highest_modseq = None  # read again from the start: not unchanged
+            row.uidvalidity, row.last_uid = entry.uidvalidity, entry.last_uid
+            row.message_count += entry.messages
+            if entry.done:
+                row.highest_modseq = entry.highest_modseq
+            touched[row.pk] = row
+        if not now and time.monotonic() - self.saved_at < STATE_SAVE_INTERVAL_S:
+            return
+        at = timezone.now()
+        for row in touched.values():
+            row.updated_at = at
+            row.save()
+        touched.clear()
+        self.saved_at = time.monotonic()
+
+
+def _archive_folders(
     ctx: JobContext,
     session: ImapSession,
     profile: ArchivingProfile,
     mailbox: Mailbox,
-    folder_info: FolderInfo,
-    ingestor: Ingestor,
+    folders: list[FolderInfo],
     report: RunReport,
 ) -> None:
-    row, _ = FolderSyncState.objects.get_or_create(
-        profile=profile, source_mailbox=profile.address, folder=folder_info.path
-    )
-    state = FolderState(row.uidvalidity, row.last_uid, row.highest_modseq)
-
-    def save() -> None:
-        row.uidvalidity, row.last_uid = state.uidvalidity, state.last_uid
-        row.highest_modseq, row.updated_at = state.highest_modseq, timezone.now()
-        row.save()
-
-    try:
-        for batch in session.new_messages(
-            folder_info,
-            state,
+    """Fetch (in a thread) and archive the new messages of ``folders``."""
+    rows = {
+        folder.path: FolderSyncState.objects.get_or_create(
+            profile=profile, source_mailbox=profile.address, folder=folder.path
+        )[0]
+        for folder in folders
+    }
+    start = [
+        (
+            f,
+            FolderState(
+                rows[f.path].uidvalidity, rows[f.path].last_uid, rows[f.path].highest_modseq
+            ),
+        )
+        for f in folders
+    ]
+    failure = _failure(ctx, report)
+    with (
+        Ingestor(
+            batch_size=2 * BATCH_SIZE,  # never reached: the batches are handed over here
+            index_every=5000,
+            index_interval_s=15.0,
+            workers=INGEST_WORKERS,
+            keep_results=True,
+        ) as ingestor,
+        Prefetcher(
+            session,
+            start,
+            batch_size=BATCH_SIZE,
             newer_than=profile.newer_than,
             older_than=profile.older_than,
-            batch_size=BATCH_SIZE,
-            on_problem=_failure(ctx, report),
-            on_notice=ctx.warning,
-        ):
-            save()
-            items = [(m.folder.path, _imap_ref(profile, m), m.raw) for m in batch]
-            _ingest(ingestor, report, mailbox, items, Message.Source.IMAP)
-            report.candidates += [
-                deletion.Candidate(
-                    m.folder.name, str(m.uid), hashlib.sha256(m.raw).hexdigest(), m.flagged
-                )
-                for m in batch
-            ]
-            row.message_count += len(batch)
-            ctx.progress(report.fetched)
-            ctx.check_cancelled()
-    finally:
-        save()
+        ) as prefetcher,
+    ):
+        archiver = _ImapArchiver(ctx, profile, mailbox, ingestor, report, rows)
+        for event in prefetcher:
+            if isinstance(event, Batch):
+                archiver.batch(event.folder, event.messages)
+            elif isinstance(event, FolderDone):
+                archiver.folder_done(event.folder, event.state)
+            elif isinstance(event, Notice):
+                (failure if event.problem else ctx.warning)(event.text)
+            elif isinstance(event.error, FolderGone):
+                ctx.warning(f"{event.error} It is skipped.")
+            elif isinstance(event.error, ImapLoginError):
+                archiver.finish()
+                ctx.error(str(event.error))
+                raise ProfileRunFailed(str(event.error)) from event.error
+            else:
+                failure(f"{event.folder.path}: {event.error}")
+            try:
+                ctx.check_cancelled()
+            except BaseException:
+                archiver.finish()  # what was fetched is archived; the next run goes on
+                raise
+        archiver.finish()
+
+
+def _candidate(message: Fetched) -> deletion.Candidate:
+    sha = hashlib.sha256(message.raw).hexdigest()
+    return deletion.Candidate(
+        message.folder.name, str(message.uid), sha, message.flagged, message.uidvalidity
+    )
 
 
 def _imap_ref(profile: ArchivingProfile, message: Fetched) -> str:
@@ -183,30 +338,38 @@ def _run_imap(ctx: JobContext, profile: ArchivingProfile, mailbox: Mailbox) -> R
             ctx.error(str(exc))
             raise ProfileRunFailed(str(exc)) from exc
         ctx.info(f"{len(folders)} folders to archive: {', '.join(f.path for f in folders)}.")
+        _vanished_folders(ctx, session, profile, folders)
         by_name = {f.name: f for f in folders}
-        with Ingestor(
-            batch_size=BATCH_SIZE,
-            index_every=5000,
-            index_interval_s=15.0,
-            workers=INGEST_WORKERS,
-            keep_results=True,
-        ) as ingestor:
-            for folder in folders:
-                try:
-                    _sync_folder(ctx, session, profile, mailbox, folder, ingestor, report)
-                except FolderGone as exc:
-                    ctx.warning(f"{exc} It is skipped.")
-                except ImapLoginError as exc:
-                    ctx.error(str(exc))
-                    raise ProfileRunFailed(str(exc)) from exc
-                except ImapError as exc:
-                    _failure(ctx, report)(f"{folder.path}: {exc}")
+        _archive_folders(ctx, session, profile, mailbox, folders, report)
         _log_report(ctx, report)
         if profile.delete_in_source and not report.failures:
             _earlier_imap(ctx, session, profile, report, folders)
         if profile.delete_in_source:
             _delete_imap(ctx, session, report, by_name)
     return report
+
+
+def _vanished_folders(
+    ctx: JobContext, session: ImapSession, profile: ArchivingProfile, folders: list[FolderInfo]
+) -> None:
+    """Say which folders earlier runs archived are gone from the server (deleted or
+    renamed there); their sync state goes, so a folder made again is read afresh."""
+    chosen = {f.path for f in folders}
+    states = FolderSyncState.objects.filter(profile=profile, source_mailbox=profile.address)
+    missing = [path for path in states.values_list("folder", flat=True) if path not in chosen]
+    if not missing:
+        return
+    try:
+        on_server = {f.path for f in session.folders(include=[], exclude=[], skip_junk_trash=False)}
+    except ImapError:
+        return  # the folders to archive were listed; the run goes on
+    for path in missing:
+        if path not in on_server:
+            ctx.warning(
+                f"The folder {path}, archived by earlier runs, is no longer on the server; "
+                "its archived messages stay in the archive."
+            )
+            states.filter(folder=path).delete()
 
 
 def _run_imap_multiple(ctx: JobContext, profile: ArchivingProfile) -> RunReport:
@@ -277,12 +440,7 @@ def _earlier_imap(
                 batch_size=BATCH_SIZE,
                 on_problem=ctx.warning,
             ):
-                report.candidates += [
-                    deletion.Candidate(
-                        m.folder.name, str(m.uid), hashlib.sha256(m.raw).hexdigest(), m.flagged
-                    )
-                    for m in batch
-                ]
+                report.candidates += [_candidate(m) for m in batch]
         except ImapError as exc:
             ctx.warning(f"{folder.path}: earlier messages are not deleted this time: {exc}")
 
@@ -293,17 +451,32 @@ def _delete_imap(
     decision = _decide(ctx, report)
     if decision is None:
         return
-    per_folder: dict[str, list[tuple[deletion.Candidate, int]]] = {}
+    # UIDs name messages only under the UIDVALIDITY they were fetched with: a folder
+    # recreated since then is left alone (the next run reads it again).
+    per_folder: dict[tuple[str, int], list[tuple[deletion.Candidate, int]]] = {}
     for candidate, message_id in decision.deletable:
-        per_folder.setdefault(candidate.folder_key, []).append((candidate, message_id))
-    for name, items in per_folder.items():
+        key = (candidate.folder_key, candidate.uidvalidity)
+        per_folder.setdefault(key, []).append((candidate, message_id))
+    for (name, uidvalidity), items in per_folder.items():
         folder = by_name[name]
         try:
-            session.delete(folder, [int(c.source_id) for c, _ in items])
+            deleted = set(
+                session.delete(
+                    folder,
+                    [int(c.source_id) for c, _ in items],
+                    uidvalidity=uidvalidity,
+                    keep_flagged=True,
+                )
+            )
+        except UidValidityChanged as exc:
+            ctx.warning(f"{exc} The next run reads the folder again.")
+            continue
         except ImapError as exc:
             ctx.error(f"Deleting in {folder.path} failed; nothing there was deleted: {exc}")
             continue
         for candidate, message_id in items:
+            if int(candidate.source_id) not in deleted:
+                continue  # flagged meanwhile, or already gone
             ctx.info(
                 f"Deleted in the source mailbox: {folder.path} UID {candidate.source_id} "
                 f"(archive id {message_id})."
@@ -365,18 +538,23 @@ def _run_pop3(ctx: JobContext, profile: ArchivingProfile, mailbox: Mailbox) -> R
                 ctx.progress(report.fetched)
                 ctx.check_cancelled()
 
-            for message in session.messages(
-                seen,
-                newer_than=profile.newer_than,
-                older_than=profile.older_than,
-                on_problem=_failure(ctx, report),
-            ):
-                sha = hashlib.sha256(message.raw).hexdigest()
-                pending.append(("Inbox", f"pop3:{profile.address}:{message.uidl}", message.raw))
-                uidls.append((message.uidl, sha))
-                report.candidates.append(deletion.Candidate("", message.uidl, sha))
-                if len(pending) >= BATCH_SIZE:
-                    flush()
+            try:
+                for message in session.messages(
+                    seen,
+                    newer_than=profile.newer_than,
+                    older_than=profile.older_than,
+                    on_problem=_failure(ctx, report),
+                ):
+                    sha = hashlib.sha256(message.raw).hexdigest()
+                    ref = f"pop3:{profile.address}:{message.uidl}"
+                    pending.append(("Inbox", ref, message.raw))
+                    uidls.append((message.uidl, sha))
+                    report.candidates.append(deletion.Candidate("", message.uidl, sha))
+                    if len(pending) >= BATCH_SIZE:
+                        flush()
+            except (Pop3Error, OSError):
+                flush()  # the messages fetched whole before the connection broke
+                raise
             flush()
         _log_report(ctx, report)
         if profile.delete_in_source:
@@ -384,12 +562,7 @@ def _run_pop3(ctx: JobContext, profile: ArchivingProfile, mailbox: Mailbox) -> R
             decision = _decide(ctx, report)
             if decision is not None and decision.deletable:
                 session.delete([numbers[c.source_id] for c, _ in decision.deletable])
-                session.quit()  # DELE takes effect now
-                for candidate, message_id in decision.deletable:
-                    ctx.info(
-                        f"Deleted in the source mailbox: POP3 message {candidate.source_id} "
-                        f"(archive id {message_id})."
-                    )
+                _quit_deleting(ctx, session, decision)
                 return report
         session.quit()
     except (Pop3Error, OSError) as exc:
@@ -397,6 +570,27 @@ def _run_pop3(ctx: JobContext, profile: ArchivingProfile, mailbox: Mailbox) -> R
         ctx.error(f"The POP3 session failed: {exc}")
         raise ProfileRunFailed(str(exc)) from exc
     return report
+
+
+def _quit_deleting(ctx: JobContext, session: Pop3Session, decision: deletion.Decision) -> None:
+    """QUIT, which makes the marked deletions happen. A QUIT without an answer may or
+    may not have deleted them (each has a verified archived copy): logged as such."""
+    confirmed = ""
+    try:
+        session.quit()
+    except (Pop3Error, OSError) as exc:
+        session.abort()
+        confirmed = " (not confirmed)"
+        ctx.warning(
+            f"The POP3 server did not confirm QUIT ({exc}): the {len(decision.deletable)} "
+            "messages marked for deletion may or may not be deleted; each has a verified "
+            "archived copy, and the next run deletes those still there."
+        )
+    for candidate, message_id in decision.deletable:
+        ctx.info(
+            f"Deleted in the source mailbox{confirmed}: POP3 message {candidate.source_id} "
+            f"(archive id {message_id})."
+        )
 
 
 def _earlier_pop3(

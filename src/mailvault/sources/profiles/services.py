@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db import transaction
 
-from mailvault.accounts.secrets import Secret, reveal
+from mailvault.accounts.secrets import Secret
 from mailvault.archive.models import Mailbox, MailboxAddress
 from mailvault.directory import services as directory_services
 from mailvault.directory.models import DirectoryService
@@ -202,17 +202,15 @@ def delete_profile(profile: ArchivingProfile) -> int:
 
 def connection_settings(profile: ArchivingProfile, *, oauth_token: str = "") -> ImapSettings:
     """Host, security and the revealed credentials (IMAP and POP3 share the type)."""
-    if profile.secret is None:
-        raise ProfileError(f"{profile.name} has no secret.", "secret")
-    value = reveal(profile.secret)
-    return ImapSettings(
-        host=profile.host,
-        port=profile.port or DEFAULT_PORTS[(profile.type, profile.security)],
-        security=profile.security,
-        username=profile.address if oauth_token else value.username,
-        password=value.password,
-        oauth_token=oauth_token,
-        authorize_as=profile.address if profile.mode == ArchivingProfile.Mode.MULTIPLE else "",
-        tls_verify=profile.tls_verify,
-        ca_pem=profile.ca_certificate,
-    )
+    from mailvault.sources.imap.server import MissingSecret, server_settings
+
+    try:
+        return server_settings(
+            profile,
+            address=profile.address,
+            default_port=DEFAULT_PORTS[(profile.type, profile.security)],
+            oauth=oauth_token,
+            authorize_as=profile.address if profile.mode == ArchivingProfile.Mode.MULTIPLE else "",
+        )
+    except MissingSecret as exc:
+        raise ProfileError(f"{profile.name} has no secret.", "secret") from exc
