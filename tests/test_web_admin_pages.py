@@ -13,7 +13,7 @@ from mailvault.accounts.models import Group, GroupRole, User
 from mailvault.accounts.roles import Role
 from mailvault.archive.models import Mailbox
 from mailvault.tenancy.context import tenant_context
-from mailvault.web.navigation import ADMIN_MENU, UNBUILT
+from mailvault.web.navigation import ADMIN_MENU, UNBUILT, MenuItem
 
 pytestmark = pytest.mark.django_db
 
@@ -36,11 +36,14 @@ def test_menu_has_every_section(admin_client_a: Client) -> None:
                 assert item.label in body, item.label
 
 
-@pytest.mark.parametrize("slug", sorted(UNBUILT))
-def test_unbuilt_sections_say_so(admin_client_a: Client, slug: str) -> None:
-    response = admin_client_a.get(reverse("adminaccess:not_built", args=[slug]))
-    assert response.status_code == 200
-    assert "not built yet" in response.content.decode()
+def test_unbuilt_sections_say_so(admin_client_a: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every section may be built by now: an unbuilt one is made up for the page's sake.
+    item = MenuItem("made-up", "Made Up", None, issue_hint="a made-up section")
+    monkeypatch.setitem(UNBUILT, item.slug, item)
+    for slug in sorted(UNBUILT):
+        response = admin_client_a.get(reverse("adminaccess:not_built", args=[slug]))
+        assert response.status_code == 200
+        assert "not built yet" in response.content.decode()
 
 
 def test_unknown_slug_and_url_are_404(admin_client_a: Client) -> None:

@@ -33,6 +33,7 @@ from mailvault.ingestion.file_import import PROCESS_TYPE as FILE_IMPORT
 from mailvault.ingestion.models import ImportConfiguration
 from mailvault.jobs.models import JobRun, Schedule
 from mailvault.sources.models import JournalEndpoint
+from mailvault.sources.models_foldersync import FolderSynchronization
 from mailvault.sources.models_profiles import ArchivingProfile
 from mailvault.tenancy.context import tenant_context
 
@@ -128,6 +129,15 @@ def _profile(w: TenantWorld) -> ArchivingProfile:
     return profile
 
 
+def _folder_sync(w: TenantWorld) -> FolderSynchronization:
+    with tenant_context(w.tenant):
+        sync, _ = FolderSynchronization.objects.get_or_create(
+            name=f"folders of {w.name}",
+            defaults={"type": "m365", "mode": "multiple", "directory_service": _directory(w)},
+        )
+    return sync
+
+
 def _key(w: TenantWorld) -> str:
     """A key of the tenant's owner holding Admin, Auditor and Compliance (every area)."""
     with tenant_context(w.tenant):
@@ -152,6 +162,7 @@ OBJECT_KWARGS: dict[str, tuple[type[models.Model], Callable[[TenantWorld], model
     "export_id": (ExportJob, _export),
     "service_id": (DirectoryService, _directory),
     "profile_id": (ArchivingProfile, _profile),
+    "sync_id": (FolderSynchronization, _folder_sync),
 }
 # List endpoints -> the model whose ids they list.
 LISTS: dict[str, type[models.Model]] = {
@@ -169,6 +180,7 @@ LISTS: dict[str, type[models.Model]] = {
     "api:exports": ExportJob,
     "api:directory_services": DirectoryService,
     "api:archiving_profiles": ArchivingProfile,
+    "api:folder_syncs": FolderSynchronization,
 }
 # Tenant-wide lists that hold no tenant objects, and the documents.
 NOT_TENANT_DATA = {"api:roles", "api:process_types", "api:schema", "api:docs", "api:redoc"}

@@ -55,6 +55,8 @@ class JournalEndpoint(TenantOwned):
 
 from mailvault.sources.models_foldersync import (  # noqa: E402 - registers the models
     FolderSynchronization,
+    ImapSyncedFolder,
+    ImapSyncedMessage,
     SyncedFolder,
 )
 from mailvault.sources.models_graph import GraphFolderState  # noqa: E402 - registers it
@@ -69,6 +71,8 @@ __all__ = [
     "FolderSyncState",
     "FolderSynchronization",
     "GraphFolderState",
+    "ImapSyncedFolder",
+    "ImapSyncedMessage",
     "JournalEndpoint",
     "Pop3SeenUidl",
     "SyncedFolder",

@@ -5,8 +5,10 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from mailvault.accounts.secrets import Secret
 from mailvault.archive.models import Mailbox
 from mailvault.directory.models import DirectoryService
+from mailvault.sources.models_profiles import ArchivingProfile
 from mailvault.tenancy.models import TenantOwned
 
 
@@ -45,6 +47,25 @@ class FolderSynchronization(TenantOwned):
     synchronize_users = models.BooleanField(
         default=False, help_text="Run the directory synchronization first."
     )
+    # IMAP server (single mailbox), as in an IMAP archiving profile
+    host = models.CharField(max_length=253, blank=True)
+    port = models.PositiveIntegerField(null=True, blank=True)
+    security = models.CharField(
+        max_length=8,
+        choices=ArchivingProfile.Security.choices,
+        default=ArchivingProfile.Security.TLS,
+    )
+    auth_method = models.CharField(
+        max_length=8, choices=ArchivingProfile.Auth.choices, default=ArchivingProfile.Auth.PASSWORD
+    )
+    tls_verify = models.BooleanField(default=True)
+    ca_certificate = models.TextField(
+        blank=True, help_text="PEM of a CA (or self-signed server certificate) to trust."
+    )
+    secret = models.ForeignKey(
+        Secret, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    skip_junk_trash = models.BooleanField(default=True)
     last_success_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -77,3 +98,48 @@ class SyncedFolder(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.user_id}: {self.path or self.folder_id}"
+
+
+class ImapSyncedFolder(TenantOwned):
+    """One folder of an IMAP folder synchronization: its server name and mirrored path,
+    and what the last run saw (UIDVALIDITY, UIDNEXT, message count, HIGHESTMODSEQ), so an
+    unchanged folder is skipped without listing its UIDs."""
+
+    sync = models.ForeignKey(
+        FolderSynchronization, on_delete=models.CASCADE, related_name="imap_folders"
+    )
+    name = models.CharField(max_length=1000)  # the server's (decoded) name
+    path = models.CharField(max_length=1000)  # the mirrored archive path
+    uidvalidity = models.BigIntegerField(default=0)
+    uidnext = models.BigIntegerField(null=True, blank=True)
+    exists = models.PositiveIntegerField(default=0)
+    highest_modseq = models.BigIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["sync", "path"], name="imap_synced_folder_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sync}: {self.path} (UIDVALIDITY {self.uidvalidity})"
+
+
+class ImapSyncedMessage(TenantOwned):
+    """A message (by UID under a UIDVALIDITY) that sits in a synchronized IMAP folder and
+    is filed there in the archive; its content hash finds it again when it moves."""
+
+    folder = models.ForeignKey(ImapSyncedFolder, on_delete=models.CASCADE, related_name="uids")
+    uidvalidity = models.BigIntegerField()
+    uid = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["folder", "uidvalidity", "uid"], name="imap_synced_message_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.folder.path}: {self.uidvalidity}/{self.uid}"

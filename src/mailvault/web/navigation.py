@@ -85,12 +85,7 @@ ADMIN_MENU: tuple[MenuSection, ...] = (
     MenuSection(
         "Setup",
         (
-            MenuItem(
-                "setup-wizards",
-                "Setup Wizards",
-                None,
-                issue_hint="the Microsoft 365 / Entra ID wizard",
-            ),
+            MenuItem("setup-wizards", "Setup Wizards", "adminaccess:setup_wizards"),
             MenuItem("api-keys", "API Keys", "adminaccess:api_keys"),
         ),
     ),

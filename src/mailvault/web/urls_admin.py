@@ -6,6 +6,7 @@ from mailvault.web.views import (
     admin_audit,
     admin_compliance,
     admin_directory,
+    admin_directory_tenant,
     admin_domains,
     admin_foldersync,
     admin_groups,
@@ -18,7 +19,9 @@ from mailvault.web.views import (
     admin_profiles,
     admin_secrets,
     admin_users,
+    admin_wizard,
     auth,
+    auth_microsoft,
 )
 
 app_name = "adminaccess"
@@ -27,6 +30,12 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="adminaccess:dashboard"), name="root"),
     path("login/", auth.admin_login, name="login"),
     path("login/totp/", auth.admin_totp, name="totp"),
+    path("login/microsoft/", auth_microsoft.admin_login_microsoft, name="login_microsoft"),
+    path(
+        "login/microsoft/callback/",
+        auth_microsoft.admin_login_microsoft_callback,
+        name="login_microsoft_callback",
+    ),
     path("logout/", auth.admin_logout, name="logout"),
     path("password/", auth.admin_password, name="password"),
     path("account/mfa/", auth.admin_mfa, name="mfa"),
@@ -175,6 +184,11 @@ urlpatterns = [
         "directory-services/<int:service_id>/", admin_directory.service_edit, name="directory_edit"
     ),
     path(
+        "directory-services/<int:service_id>/tenant/",
+        admin_directory_tenant.service_tenant,
+        name="directory_tenant",
+    ),
+    path(
         "directory-services/<int:service_id>/test/",
         admin_directory.service_test,
         name="directory_test",
@@ -210,5 +224,19 @@ urlpatterns = [
         admin_compliance.hold_release,
         name="legal_hold_release",
     ),
+    path("setup-wizards/", admin_wizard.wizard_list, name="setup_wizards"),
+    path("setup-wizards/m365/", admin_wizard.overview, name="wizard_m365"),
+    path("setup-wizards/m365/connect/", admin_wizard.step_connect, name="wizard_m365_connect"),
+    path(
+        "setup-wizards/m365/consent-status/",
+        admin_wizard.consent_status,
+        name="wizard_m365_consent_status",
+    ),
+    path("setup-wizards/m365/journal/", admin_wizard.step_journal, name="wizard_m365_journal"),
+    path(
+        "setup-wizards/m365/archiving/", admin_wizard.step_archiving, name="wizard_m365_archiving"
+    ),
+    path("setup-wizards/m365/folders/", admin_wizard.step_folders, name="wizard_m365_folders"),
+    path("setup-wizards/m365/access/", admin_wizard.step_access, name="wizard_m365_access"),
     path("soon/<slug:slug>/", admin_home.not_built, name="not_built"),
 ]

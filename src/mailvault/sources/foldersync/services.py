@@ -6,11 +6,13 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
+from mailvault.accounts.secrets import Secret
 from mailvault.archive.models import Mailbox, MailboxAddress
 from mailvault.directory.models import DirectoryService
 from mailvault.jobs import services as jobs
 from mailvault.jobs.models import JobRun
 from mailvault.sources.models_foldersync import FolderSynchronization
+from mailvault.sources.models_profiles import ArchivingProfile
 
 PROCESS_TYPE = "sources.folder_sync"
 FS = FolderSynchronization
@@ -36,6 +38,15 @@ class FolderSyncData:
     delete_in_mailbox: str = FS.Delete.NEVER
     delete_older_than_days: int | None = None
     synchronize_users: bool = False
+    # IMAP: the server and the Secret with the mailbox's credentials
+    host: str = ""
+    port: int | None = None
+    security: str = ArchivingProfile.Security.TLS
+    auth_method: str = ArchivingProfile.Auth.PASSWORD
+    tls_verify: bool = True
+    ca_certificate: str = ""
+    secret: Secret | None = None
+    skip_junk_trash: bool = True
 
 
 def _single_mailbox(address: str) -> Mailbox:
@@ -58,10 +69,10 @@ def _check(data: FolderSyncData, sync: FolderSynchronization) -> None:
         raise FolderSyncError("Enter a name.", "name")
     if FS.objects.filter(name=name).exclude(pk=sync.pk).exists():
         raise FolderSyncError(f"A folder synchronization named {name} exists already.", "name")
-    if data.mode == FS.Mode.MULTIPLE and data.directory_service is None:
-        raise FolderSyncError("Choose the directory service of the mailboxes.", "directory_service")
     if data.mode == FS.Mode.MULTIPLE and sync.type == FS.Type.IMAP:
         raise FolderSyncError("IMAP synchronizes single mailboxes.", "mode")
+    if data.mode == FS.Mode.MULTIPLE and data.directory_service is None:
+        raise FolderSyncError("Choose the directory service of the mailboxes.", "directory_service")
     if data.mode == FS.Mode.SINGLE and "@" not in data.address:
         raise FolderSyncError("Enter the address of the mailbox.", "address")
     if data.delete_in_mailbox == FS.Delete.OLDER and not data.delete_older_than_days:
@@ -70,6 +81,27 @@ def _check(data: FolderSyncData, sync: FolderSynchronization) -> None:
         )
     if data.synchronize_users and data.directory_service is None:
         raise FolderSyncError("“Synchronize Users” needs a directory service.", "synchronize_users")
+    if sync.type == FS.Type.IMAP:
+        _check_imap(data)
+
+
+def _check_imap(data: FolderSyncData) -> None:
+    if data.synchronize_users:
+        raise FolderSyncError("IMAP has no directory service to synchronize.", "synchronize_users")
+    if not data.host.strip():
+        raise FolderSyncError("Enter the IMAP server's host name.", "host")
+    if data.security not in ArchivingProfile.Security.values:
+        raise FolderSyncError("Choose the connection security.", "security")
+    if data.auth_method not in ArchivingProfile.Auth.values:
+        raise FolderSyncError("Choose the authentication.", "auth_method")
+    if data.secret is None:
+        raise FolderSyncError("Choose the secret with the mailbox's credentials.", "secret")
+    xoauth2 = data.auth_method == ArchivingProfile.Auth.XOAUTH2
+    wanted = Secret.Kind.OAUTH_CLIENT if xoauth2 else Secret.Kind.BASIC
+    if data.secret.kind != wanted:
+        raise FolderSyncError(
+            f"The secret must hold {Secret.Kind(wanted).label.lower()}.", "secret"
+        )
 
 
 @transaction.atomic
@@ -99,6 +131,11 @@ def save_folder_sync(
         data.delete_older_than_days if data.delete_in_mailbox == FS.Delete.OLDER else None
     )
     sync.synchronize_users = data.synchronize_users
+    if sync.type == FS.Type.IMAP:
+        sync.host, sync.port = data.host.strip(), data.port
+        sync.security, sync.auth_method = data.security, data.auth_method
+        sync.tls_verify, sync.ca_certificate = data.tls_verify, data.ca_certificate.strip()
+        sync.secret, sync.skip_junk_trash = data.secret, data.skip_junk_trash
     sync.save()
     return sync
 

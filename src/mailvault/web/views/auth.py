@@ -67,9 +67,28 @@ def _after_password(
     return None
 
 
+def _microsoft_redirect(request: HttpRequest, area: Area, username: str) -> HttpResponse | None:
+    """Users synchronized from Entra ID sign in with Microsoft (the username as hint)."""
+    username = username.strip()
+    if not username or not signin.is_directory_user(username):
+        return None
+    from mailvault.directory.signin import entra_account
+
+    user = find_user(username)
+    if user is None or entra_account(user) is None:
+        return None
+    request.session[USERNAME_KEY] = username
+    url = reverse(f"{NS[area]}:login_microsoft")
+    nxt = request.POST.get("next") or request.GET.get("next", "")
+    return HttpResponseRedirect(f"{url}?next={nxt}" if nxt else url)
+
+
 @require_http_methods(["GET", "POST"])
 def admin_login(request: HttpRequest) -> HttpResponse:
     area: Area = "admin"
+    microsoft = _microsoft_redirect(request, area, request.POST.get("username", ""))
+    if request.method == "POST" and microsoft is not None:
+        return microsoft
     form = LoginForm(request.POST or None)
     error = ""
     status = 200
@@ -114,13 +133,9 @@ def web_login_password(request: HttpRequest) -> HttpResponse:
         return redirect("webaccess:login")
     if signin.is_directory_user(username):
         # Synchronized users sign in at their identity provider (Microsoft sign-in).
-        from mailvault.directory.signin import entra_account
-
-        user = find_user(username)
-        if user is not None and entra_account(user) is not None:
-            url = reverse("webaccess:login_microsoft")
-            nxt = request.GET.get("next", "")
-            return HttpResponseRedirect(f"{url}?next={nxt}" if nxt else url)
+        microsoft = _microsoft_redirect(request, area, username)
+        if microsoft is not None:
+            return microsoft
         return render(
             request, "web/auth/directory_signin.html", _context(request, area, username=username)
         )
