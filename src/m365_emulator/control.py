@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from m365_emulator.core import Emulator
-from m365_emulator.fixture import _group, _member
+from m365_emulator.fixture import _group, _member, standard_mailbox
 from m365_emulator.journal import Delivery, JournalService
 from m365_emulator.model import E3_SKU
 
@@ -71,8 +71,9 @@ async def faults(request: Request) -> Response:
         e.throttle.reset()
     elif request.method == "POST":
         try:
-            with e.throttle.lock:
-                e.throttle.faults.update(await body(request))
+            data = await body(request)  # never await while holding the lock: every Graph
+            with e.throttle.lock:  # request of this event loop takes it (a deadlock)
+                e.throttle.faults.update(data)
         except (KeyError, ValueError) as exc:
             return problem(400, f"unknown or bad fault switch: {exc}")
     return JSONResponse({"faults": e.throttle.faults.as_dict(), "stats": dict(e.throttle.stats)})
@@ -147,6 +148,8 @@ async def users(request: Request) -> Response:
         has_mailbox=licensed,
         account_enabled=bool(data.get("accountEnabled", True)),
     )
+    if licensed and data.get("emptyMailbox"):  # standard folders only, no fixture mail
+        e.tenant.set_mailbox(user.id, standard_mailbox(e.tenant, user)[0])
     return JSONResponse(user.graph(), status_code=201)
 
 
@@ -236,12 +239,57 @@ async def mailbox_messages(request: Request) -> Response:
         else str(data.get("raw", "")).encode()
     )
     message = e.tenant.deliver(
-        box, folder, raw, key=("control", time.time_ns()), is_read=bool(data.get("isRead", False))
+        box,
+        folder,
+        raw,
+        key=("control", time.time_ns()),
+        is_read=bool(data.get("isRead", False)),
+        flagged=bool(data.get("flagged", False)),
     )
     return JSONResponse(
         {"id": message.rest_id, "immutableId": message.immutable_id, "folderId": folder.id},
         status_code=201,
     )
+
+
+async def mailbox_bulk(request: Request) -> Response:
+    """Load many messages into one folder at once (benchmarks, big tests): ``raw_base64``
+    a list; ``folder`` a well-known name or id (default inbox); ``path`` optional child
+    folders below it (``"Lists/R-help"``), created when missing. Answers the count and the
+    folder id; the messages' ids come from delta queries as usual."""
+    e = emu(request)
+    data = await body(request)
+    box = e.tenant.mailbox(request.path_params["user_id"])
+    if box is None:
+        return problem(404, "no mailbox")
+    folder = e.tenant.resolve_folder(box, str(data.get("folder", "inbox")))
+    if folder is None:
+        return problem(404, "no such folder")
+    items = data.get("raw_base64")
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        return problem(400, "raw_base64 must be a list of base64 strings")
+    try:
+        raws = [base64.b64decode(i, validate=True) for i in items]
+    except ValueError as exc:
+        return problem(400, f"raw_base64: {exc}")
+    is_read = bool(data.get("isRead", False))
+
+    def load() -> str:
+        target = folder
+        with e.tenant.lock:
+            for name in [p for p in str(data.get("path", "")).split("/") if p.strip()]:
+                target = e.tenant.child_folder(box, target, name.strip())
+            for raw in raws:
+                e.tenant.deliver(box, target, raw, key=("bulk", box.seq), is_read=is_read)
+        return target.id
+
+    folder_id = await asyncio.to_thread(load)
+    return JSONResponse({"count": len(raws), "folderId": folder_id}, status_code=201)
+
+
+async def deletions(request: Request) -> Response:
+    """What Graph clients deleted: user, ids, folder path, SHA-256 of the MIME, time."""
+    return JSONResponse({"deletions": list(emu(request).tenant.deletions)})
 
 
 def delivery_dict(d: Delivery) -> dict[str, Any]:
@@ -356,6 +404,8 @@ def routes() -> list[Route]:
         Route(f"{prefix}/groups/{{group_id}}/members", members, methods=["POST"]),
         Route(f"{prefix}/groups/{{group_id}}/members/{{member_id}}", members, methods=["DELETE"]),
         Route(f"{prefix}/mailboxes/{{user_id}}/messages", mailbox_messages, methods=["POST"]),
+        Route(f"{prefix}/mailboxes/{{user_id}}/bulk", mailbox_bulk, methods=["POST"]),
+        Route(f"{prefix}/deletions", deletions),
         Route(f"{prefix}/send", send, methods=["POST"]),
         Route(f"{prefix}/journal-rules", journal_rules, methods=["GET", "POST"]),
         Route(f"{prefix}/journal-rules/{{rule_id}}", journal_rule, methods=["DELETE"]),

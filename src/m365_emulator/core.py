@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,9 @@ class Emulator:
         self.refresh: dict[str, RefreshGrant] = {}
         self.sessions: dict[str, str] = {}
         self.token_epoch = 0  # access tokens of an older epoch are expired (the switch)
+        # Called (in-process tests) with each deletion log entry just before the message
+        # is deleted, under the tenant lock.
+        self.deletion_listeners: list[Callable[[dict[str, Any]], None]] = []
         self.lock = threading.Lock()
         self.journal: Any = None  # set by the app factory (journal.JournalService)
         self._load_settings()

@@ -68,7 +68,11 @@ class Verdict:
 
 
 class Throttle:
-    """The limits and one-shot faults; ``enter``/``leave`` bracket every Graph request."""
+    """The limits and one-shot faults; ``enter``/``leave`` bracket every Graph request.
+
+    ``stats`` counts requests and 429s by cause, and keeps the highest number of requests
+    seen in flight for one mailbox (``max_mailbox_concurrency``) and in one mailbox's
+    sliding window (``max_mailbox_window``): what a benchmark checks against the limits."""
 
     def __init__(self) -> None:
         self.faults = Faults()
@@ -144,7 +148,11 @@ class Throttle:
                         429, "ApplicationThrottled", "Application is over its limit.", f"{wait:.3f}"
                     )
                 window.append(now)
+                if len(window) > self.stats["max_mailbox_window"]:
+                    self.stats["max_mailbox_window"] = len(window)
             self._inflight[key] += 1
+            if self._inflight[key] > self.stats["max_mailbox_concurrency"]:
+                self.stats["max_mailbox_concurrency"] = self._inflight[key]
             return None
 
     def leave(self, app: str, mailbox: str | None) -> None:

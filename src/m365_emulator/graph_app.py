@@ -9,7 +9,7 @@ import json
 import re
 import uuid
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from starlette.types import Receive, Scope, Send
 
@@ -39,6 +39,14 @@ def normalize(path: str) -> str:
     if path.lower().startswith("/me/"):
         path = "/users/me/" + path[4:]
     return path.rstrip("/") or "/"
+
+
+def _sub_path(url: str) -> str:
+    """A batch sub-request's path below /v1.0, decoded (as ASGI does) and normalized."""
+    path = unquote(urlsplit(url).path)
+    if path.lower().startswith("/v1.0/"):
+        path = path[5:]
+    return normalize(path)
 
 
 def throttle_verdict(verdict: Verdict) -> GraphResponse:
@@ -115,18 +123,32 @@ class GraphApp:
         ids = [str(r.get("id", "")) for r in requests]
         if len(set(ids)) != len(ids) or "" in ids:
             raise GraphError(400, "BadRequest", "Batch request ids must be unique and non-empty.")
-        statuses: dict[str, int] = {}
-        responses: list[dict[str, Any]] = []
+        results: dict[str, GraphResponse] = {}
+        # Like Graph: independent sub-requests run at once, at most the mailbox concurrency
+        # limit of them per mailbox; those with dependsOn run afterwards in order.
+        limit = self.emulator.throttle.faults.mailbox_concurrency or MAX_BATCH
+        gates: dict[str | None, asyncio.Semaphore] = {}
+
+        async def independent(sub: dict[str, Any]) -> None:
+            mailbox = self._mailbox_key(_sub_path(str(sub.get("url", ""))), req.principal)
+            gate = gates.setdefault(mailbox, asyncio.Semaphore(limit if mailbox else MAX_BATCH))
+            async with gate:
+                results[str(sub["id"])] = await self._sub(req, sub)
+
+        await asyncio.gather(*(independent(s) for s in requests if not s.get("dependsOn")))
         for sub in requests:
-            sid = str(sub["id"])
+            if not sub.get("dependsOn"):
+                continue
             depends = [str(d) for d in sub.get("dependsOn", [])]
-            if any(statuses.get(d, 424) >= 400 for d in depends):
-                result = error_response(
+            if any(results[d].status >= 400 if d in results else True for d in depends):
+                results[str(sub["id"])] = error_response(
                     424, "FailedDependency", "The request failed because of a failed dependency."
                 )
             else:
-                result = await self._sub(req, sub)
-            statuses[sid] = result.status
+                results[str(sub["id"])] = await self._sub(req, sub)
+        responses: list[dict[str, Any]] = []
+        for sid in ids:
+            result = results[sid]
             body: Any = result.body
             headers = dict(result.headers)
             if isinstance(body, bytes):
@@ -145,14 +167,12 @@ class GraphApp:
         if not url.startswith("/") or url.startswith("//"):
             return error_response(400, "BadRequest", "Batch sub-request urls must be relative.")
         parts = urlsplit(url)
-        path = parts.path
-        if path.lower().startswith("/v1.0/"):
-            path = path[5:]
+        path = _sub_path(url)
         headers = {str(k).lower(): str(v) for k, v in (sub.get("headers") or {}).items()}
         child = GraphRequest(
             emulator=self.emulator,
             method=str(sub.get("method", "GET")).upper(),
-            path=normalize(path),
+            path=path,
             query=dict(parse_qsl(parts.query, keep_blank_values=True)),
             headers=headers,
             body=sub.get("body"),

@@ -177,7 +177,7 @@ def message_json(
         "ccRecipients": [_address(a) for a in m.cc],
         "bccRecipients": [],
         "replyTo": [],
-        "flag": {"flagStatus": "notFlagged"},
+        "flag": {"flagStatus": "flagged" if m.flagged else "notFlagged"},
     }
     if chosen is not None and ("body" in chosen or "uniqueBody" in chosen):
         full["body"] = full["uniqueBody"] = {"contentType": "text", "content": m.body_preview}

@@ -247,6 +247,12 @@ def move(req: GraphRequest, key: str, mid: str, fid: str = "") -> GraphResponse:
         )
 
 
+def _log_deletion(req: GraphRequest, box: Mailbox, m: Message, *, permanent: bool) -> None:
+    entry = req.emulator.tenant.record_deletion(box, m, permanent=permanent)
+    for listener in list(req.emulator.deletion_listeners):
+        listener(dict(entry))
+
+
 @router.add("DELETE", "/users/{key}/messages/{mid}")
 @router.add("DELETE", "/users/{key}/mailFolders/{fid}/messages/{mid}")
 def delete(req: GraphRequest, key: str, mid: str, fid: str = "") -> GraphResponse:
@@ -254,6 +260,7 @@ def delete(req: GraphRequest, key: str, mid: str, fid: str = "") -> GraphRespons
     _, box = open_mailbox(req, key, write=True)
     with req.emulator.tenant.lock:
         m = find_message(req, box, mid)
+        _log_deletion(req, box, m, permanent=False)
         target = (
             "recoverableitemsdeletions"
             if m.folder_id == box.well_known["deleteditems"]
@@ -268,7 +275,9 @@ def delete(req: GraphRequest, key: str, mid: str, fid: str = "") -> GraphRespons
 def permanent_delete(req: GraphRequest, key: str, mid: str, fid: str = "") -> GraphResponse:
     _, box = open_mailbox(req, key, write=True)
     with req.emulator.tenant.lock:
-        req.emulator.tenant.remove(box, find_message(req, box, mid))
+        m = find_message(req, box, mid)
+        _log_deletion(req, box, m, permanent=True)
+        req.emulator.tenant.remove(box, m)
         return GraphResponse(204, None)
 
 
@@ -280,6 +289,9 @@ def patch_message(req: GraphRequest, key: str, mid: str) -> GraphResponse:
         m = find_message(req, box, mid)
         if "isRead" in changes:
             req.emulator.tenant.touch(box, m, is_read=bool(changes["isRead"]))
+        flag = changes.get("flag")
+        if isinstance(flag, dict) and "flagStatus" in flag:
+            req.emulator.tenant.touch(box, m, flagged=flag["flagStatus"] == "flagged")
         return GraphResponse(
             body={
                 "@odata.context": context(req, "messages/$entity"),

@@ -188,6 +188,7 @@ class Message:
     internet_message_id: str
     body_preview: str
     is_read: bool = True
+    flagged: bool = False  # follow-up flag (Graph ``flag.flagStatus``)
     version: int = 0
     change: int = 0  # bumps the change key
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import bisect
 import datetime
+import hashlib
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +73,8 @@ class Tenant:
         self._mailboxes: dict[str, Mailbox] = {}
         self.mailbox_factory: MailboxFactory | None = None
         self.user_password = ""
+        # Every message a Graph client deleted (DELETE or permanentDelete), oldest first.
+        self.deletions: list[dict[str, object]] = []
 
     # --- directory -------------------------------------------------------------------
     def next_seq(self) -> int:
@@ -235,6 +239,11 @@ class Tenant:
                 box = self._mailboxes[user_id] = self.mailbox_factory(user)
             return box
 
+    def set_mailbox(self, user_id: str, box: Mailbox) -> None:
+        """Give a user this mailbox instead of the one the fixture would build."""
+        with self.lock:
+            self._mailboxes[user_id] = box
+
     def materialized_mailboxes(self) -> Iterable[Mailbox]:
         return list(self._mailboxes.values())
 
@@ -244,6 +253,22 @@ class Tenant:
             folder_id = box.well_known.get(key.lower())
             folder = box.folders.get(folder_id) if folder_id else None
         return folder
+
+    def child_folder(self, box: Mailbox, parent: Folder, name: str) -> Folder:
+        """The child folder of that name (case-insensitive), created when missing."""
+        with self.lock:
+            for folder in box.folders.values():
+                if folder.parent_id == parent.id and folder.display_name.lower() == name.lower():
+                    return folder
+            folder = Folder(
+                id=exchange_id("AQMkAD", box.user_id, "folder", parent.id, name),
+                display_name=name,
+                parent_id=parent.id,
+            )
+            box.seq += 1
+            folder.version = box.seq
+            box.folders[folder.id] = folder
+            return folder
 
     def find_message(self, box: Mailbox, key: str) -> Message | None:
         message = box.messages.get(key)
@@ -260,6 +285,7 @@ class Tenant:
         *,
         key: object,
         is_read: bool = False,
+        flagged: bool = False,
         received: datetime.datetime | None = None,
     ) -> Message:
         """File raw bytes into a folder (``key`` makes the ids deterministic)."""
@@ -281,6 +307,7 @@ class Tenant:
                 internet_message_id=parsed.internet_message_id,
                 body_preview=parsed.body_preview,
                 is_read=is_read,
+                flagged=flagged,
             )
             self._place(box, message, folder)
             return message
@@ -324,6 +351,34 @@ class Tenant:
             self._take_out(box, message)
             box.rest_index.pop(message.rest_id, None)
             del box.messages[message.immutable_id]
+
+    def folder_path(self, box: Mailbox, folder_id: str) -> str:
+        """A folder's display names from below the root, joined by "/"."""
+        names: list[str] = []
+        root = box.well_known.get("msgfolderroot")
+        folder = box.folders.get(folder_id)
+        while folder is not None and folder.id != root:
+            names.append(folder.display_name)
+            folder = box.folders.get(folder.parent_id)
+        return "/".join(reversed(names))
+
+    def record_deletion(
+        self, box: Mailbox, message: Message, *, permanent: bool
+    ) -> dict[str, object]:
+        """Log a client's deletion (before it happens; the caller holds the lock)."""
+        entry: dict[str, object] = {
+            "user_id": box.user_id,
+            "immutable_id": message.immutable_id,
+            "rest_id": message.rest_id,
+            "internet_message_id": message.internet_message_id,
+            "folder": self.folder_path(box, message.folder_id),
+            "sha256": hashlib.sha256(message.raw).hexdigest(),
+            "flagged": message.flagged,
+            "permanent": permanent,
+            "at": time.time(),
+        }
+        self.deletions.append(entry)
+        return entry
 
     def touch(self, box: Mailbox, message: Message, **changes: object) -> None:
         with self.lock:

@@ -102,6 +102,11 @@ class EmulatorHandle:
         self.control("POST", "consent", {"granted": granted})
         self._token = None
 
+    def deletions(self) -> list[dict[str, Any]]:
+        """Every message a Graph client deleted (user_id, immutable_id, folder, sha256, at)."""
+        found: list[dict[str, Any]] = self.control("GET", "deletions")["deletions"]
+        return found
+
     def send(self, sender: str, to: list[str], subject: str, body: str = "", **extra: Any) -> Any:
         return self.control(
             "POST", "send", {"from": sender, "to": to, "subject": subject, "body": body, **extra}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.utils import timezone
 
@@ -30,6 +31,9 @@ from mailvault.sources.graph.discovery import tenant_id_for_domain
 from mailvault.sources.graph.mailbox import MailboxReader, MailFolder
 from mailvault.sources.models_foldersync import FolderSynchronization, SyncedFolder
 from mailvault.sources.profiles import deletion
+
+if TYPE_CHECKING:
+    from mailvault.sources.profiles.job import RunReport
 
 FS = FolderSynchronization
 FETCH_CHUNK = 50
@@ -93,7 +97,10 @@ def _client(sync: FolderSynchronization) -> GraphClient:
             f"{sync.name}: no Microsoft 365 tenant is connected (admin consent in the directory "
             "service)."
         )
-    return GraphClient(tenant_id)
+    try:
+        return GraphClient(tenant_id)
+    except GraphError as exc:  # no token provider: the authority is unreachable or unknown
+        raise FolderSyncFailed(f"{sync.name}: {exc}") from exc
 
 
 class _MailboxSync:
@@ -151,13 +158,17 @@ class _MailboxSync:
                 self.report.placed += 1
                 self.report.moved_ids.add(message_id)
         unknown = [r.id for key, r in refs.items() if key not in known]
+        failures = len(self.report.failures)
         for start in range(0, len(unknown), FETCH_CHUNK):
             self.fetched(folder, unknown[start : start + FETCH_CHUNK])
         self.ingestor.flush()
         if state is None:
             state = SyncedFolder(sync=self.sync, user_id=self.source.user_id, folder_id=folder.id)
         state.path = folder.path
-        state.delta_link = changes.delta_link
+        if len(self.report.failures) == failures:
+            # Otherwise the old link stays: the next run reads this round again and fetches
+            # the messages that failed now.
+            state.delta_link = changes.delta_link
         state.updated_at = timezone.now()
         state.save()
 
@@ -204,26 +215,30 @@ def _delete_in_mailbox(
     for source in sources:
         reader = MailboxReader(client, source.user_id)
         report = RunReport()
-        for folder in reader.folders(well_known=HIDDEN):
-            if folder.well_known in HIDDEN:
-                continue
-            refs = reader.changes(folder.id).added
-            if cutoff is not None:
-                refs = [r for r in refs if r.received and _received(r.received) < cutoff]
-            flagged = {r.id: r.flagged for r in refs}
-            for mid, raw, why in reader.mime_many(r.id for r in refs):
-                if raw is None:
-                    ctx.warning(f"{source.user_id} {folder.path}: kept, not readable: {why}")
-                    continue
-                report.candidates.append(
-                    deletion.Candidate(
-                        source.user_id, mid, hashlib.sha256(raw).hexdigest(), flagged[mid]
-                    )
-                )
+        try:
+            _deletion_candidates(ctx, reader, source, cutoff, report)
+        except GraphError as exc:
+            ctx.error(
+                f"{source.user_id}: nothing deleted in this mailbox, reading it failed: {exc}"
+            )
+            continue
         decision = _decide(ctx, report)
         if decision is None:
             continue
+        # Only a copy filed in this user's archive mailbox counts (the same bytes archived
+        # for another mailbox do not keep this user's message).
+        filed = set(
+            Placement.objects.filter(
+                mailbox=source.mailbox, message_id__in={mid for _c, mid in decision.deletable}
+            ).values_list("message_id", flat=True)
+        )
         for candidate, archive_id in decision.deletable:
+            if archive_id not in filed:
+                ctx.warning(
+                    f"{source.user_id}: message {candidate.source_id} kept: its archived copy "
+                    "is not filed in this mailbox yet."
+                )
+                continue
             try:
                 reader.delete(candidate.source_id)
             except GraphError as exc:
@@ -232,6 +247,33 @@ def _delete_in_mailbox(
             ctx.info(
                 f"Deleted in the mailbox {source.user_id}: message {candidate.source_id} "
                 f"(archive id {archive_id})."
+            )
+
+
+def _deletion_candidates(
+    ctx: JobContext,
+    reader: MailboxReader,
+    source: Source,
+    cutoff: datetime | None,
+    report: RunReport,
+) -> None:
+    """Every message of the mailbox (old enough, if so configured), fetched again: its
+    hash is what the deletion guard compares with the stored copy."""
+    for folder in reader.folders(well_known=HIDDEN):
+        if folder.well_known in HIDDEN:
+            continue
+        refs = reader.changes(folder.id).added
+        if cutoff is not None:
+            refs = [r for r in refs if r.received and _received(r.received) < cutoff]
+        flagged = {r.id: r.flagged for r in refs}
+        for mid, raw, why in reader.mime_many(r.id for r in refs):
+            if raw is None:
+                ctx.warning(f"{source.user_id} {folder.path}: kept, not readable: {why}")
+                continue
+            report.candidates.append(
+                deletion.Candidate(
+                    source.user_id, mid, hashlib.sha256(raw).hexdigest(), flagged[mid]
+                )
             )
 
 
@@ -251,10 +293,11 @@ def _received(value: str) -> datetime:
 def folder_sync(ctx: JobContext) -> None:
     sync = ctx.config
     assert isinstance(sync, FolderSynchronization)
-    if sync.type != FS.Type.M365:
-        text = "IMAP folder synchronization is not available yet; use an archiving profile."
-        ctx.error(text)
-        raise FolderSyncFailed(text)
+    if sync.type == FS.Type.IMAP:
+        from mailvault.sources.foldersync.imap import run_imap
+
+        run_imap(ctx, sync)
+        return
     if sync.synchronize_users and sync.directory_service is not None:
         from mailvault.directory.sync import synchronize
 

@@ -5,18 +5,22 @@ Paging (``@odata.nextLink`` followed verbatim, only to the Graph host), delta qu
 the fresh query from ``Location``), ``Retry-After`` (seconds, fractional too, or an HTTP
 date) on 429 and 503, exponential backoff with jitter when it is missing and after
 dropped connections, at most four concurrent requests per mailbox, and a renewed token
-after a 401. The same code talks to the real cloud or to the emulator: only the two
-base URLs in settings differ.
+after a 401. ``$batch`` (:meth:`GraphClient.batch`) sends up to 20 requests as one and
+retries the throttled ones alone; a batch for a mailbox holds all four of its slots, since
+Graph runs up to four of its sub-requests against that mailbox at once. The same code
+talks to the real cloud or to the emulator: only the two base URLs in settings differ.
 """
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import logging
 import random
 import ssl
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,6 +41,18 @@ GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 MAILBOX_CONCURRENCY = 4
 MAX_WAIT_SECONDS = 120.0
 RETRY_STATUSES = {429, 500, 502, 503, 504}
+# Renewals of the token per request: a request that retries for a long time may see its
+# token expire more than once; a fresh token refused again and again is a real error.
+MAX_RENEWALS = 3
+MAX_BATCH = 20  # sub-requests per $batch (Graph's limit)
+# Graph's other limits (m365-protocol.md §4), kept a little below so that a busy run
+# waits on its own instead of collecting 429s: requests per second per app, and
+# requests per mailbox in a sliding 10 minutes. Sub-requests of a $batch count one by one.
+# Graph counts on arrival: requests sent earlier but delayed (up to 32 mailboxes x 21
+# in flight) can land in the same second as those sent within it, hence the margin.
+APP_RATE_PER_SECOND = 1_250
+MAILBOX_WINDOW_LIMIT = 9_600
+MAILBOX_WINDOW_SECONDS = 600.0
 
 # AADSTS codes the token endpoint answers with, and what an admin should do about them.
 AADSTS_HINTS: dict[int, str] = {
@@ -130,7 +146,8 @@ class GraphSettings:
 
 @dataclass
 class Stats:
-    requests: int = 0
+    requests: int = 0  # HTTP requests (a $batch is one)
+    batched: int = 0  # sub-requests sent inside $batch requests
     throttled: int = 0
     retries: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -255,6 +272,84 @@ def _error_of(response: httpx.Response) -> tuple[str, str]:
     return str(error or ""), str(body)[:200]
 
 
+class _Window:
+    """Requests sent in a sliding window (counted in buckets, so memory stays small);
+    ``take(n)`` waits until n more fit under the limit."""
+
+    def __init__(self, limit: int, seconds: float, width: float) -> None:
+        self.limit = limit
+        self._width = width
+        # One bucket more than the window spans: the history kept is never shorter.
+        self._span = round(seconds / width) + 1
+        self._counts: deque[list[int]] = deque()
+        self._total = 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> None:
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                bucket = int(now / self._width)
+                while self._counts and self._counts[0][0] <= bucket - self._span:
+                    self._total -= self._counts.popleft()[1]
+                if self._total + n <= self.limit or not self._counts:
+                    if self._counts and self._counts[-1][0] == bucket:
+                        self._counts[-1][1] += n
+                    else:
+                        self._counts.append([bucket, n])
+                    self._total += n
+                    return
+                wait = (self._counts[0][0] + self._span) * self._width - now
+            time.sleep(max(wait, 0.001))
+
+
+class _Slots:
+    """One mailbox's concurrency slots; a batch takes several at once."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._free = limit
+        self._cond = threading.Condition()
+        self.window = _Window(MAILBOX_WINDOW_LIMIT, MAILBOX_WINDOW_SECONDS, 1.0)
+
+    def acquire(self, n: int) -> None:
+        with self._cond:
+            while self._free < n:
+                self._cond.wait()
+            self._free -= n
+
+    def release(self, n: int) -> None:
+        with self._cond:
+            self._free += n
+            self._cond.notify_all()
+
+
+@dataclass
+class SubResponse:
+    """One answer of a ``$batch``: ``body`` is the JSON object, or bytes (``$value``)."""
+
+    status: int
+    body: dict[str, Any] | bytes | None
+    headers: dict[str, str]
+
+    def error(self) -> tuple[str, str]:
+        """Graph's error code and message, when the body carries one."""
+        error = self.body.get("error") if isinstance(self.body, dict) else None
+        if isinstance(error, dict):
+            return str(error.get("code", "")), str(error.get("message", ""))
+        return "", ""
+
+
+def _sub_response(entry: dict[str, Any]) -> SubResponse:
+    headers = {str(k).lower(): str(v) for k, v in (entry.get("headers") or {}).items()}
+    body = entry.get("body")
+    if isinstance(body, str) and "json" not in headers.get("content-type", "json"):
+        body = base64.b64decode(body)  # a non-JSON body comes base64-encoded
+    elif body is not None and not isinstance(body, dict):
+        body = None
+    return SubResponse(int(entry.get("status", 0)), body, headers)
+
+
 class GraphClient:
     """Graph for one tenant. Thread-safe: share one client between worker threads."""
 
@@ -278,9 +373,10 @@ class GraphClient:
         self.base = self.config.graph_base.rstrip("/")
         self._host = urlsplit(self.base).netloc.casefold()
         self._sleep = sleep
-        self._slots: dict[str, threading.BoundedSemaphore] = {}
+        self._slots: dict[str, _Slots] = {}
         self._slots_lock = threading.Lock()
         self._limit = mailbox_concurrency
+        self._app_rate = _Window(APP_RATE_PER_SECOND, 1.0, 0.05)
         self.stats = Stats()
 
     def close(self) -> None:
@@ -306,14 +402,25 @@ class GraphClient:
         return f"{self.base}{path}"
 
     @contextmanager
-    def _slot(self, mailbox: str | None) -> Iterator[None]:
+    def _slot(self, mailbox: str | None, weight: int = 1, batched: int = 0) -> Iterator[None]:
+        """Wait for the app's rate and the mailbox's 10-minute budget (a $batch counts
+        once for the app, and so does each of its ``batched`` sub-requests; only these
+        count for the mailbox), then hold ``weight`` of the mailbox's slots."""
+        self._app_rate.take(1 + batched)
         if mailbox is None:
             yield
             return
         with self._slots_lock:
-            slot = self._slots.setdefault(mailbox, threading.BoundedSemaphore(self._limit))
-        with slot:
+            slots = self._slots.get(mailbox)
+            if slots is None:
+                slots = self._slots[mailbox] = _Slots(self._limit)
+        slots.window.take(batched or 1)
+        weight = min(weight, slots.limit)
+        slots.acquire(weight)
+        try:
             yield
+        finally:
+            slots.release(weight)
 
     def _backoff(self, attempt: int) -> float:
         return float(min(60.0, 0.5 * 2**attempt) * (0.5 + random.random() / 2))  # noqa: S311
@@ -327,15 +434,19 @@ class GraphClient:
         headers: dict[str, str] | None = None,
         json: Any = None,
         mailbox: str | None = None,
+        weight: int = 1,
+        batched: int = 0,
     ) -> httpx.Response:
+        """One request, retried as Graph asks; ``weight``: the mailbox slots it holds,
+        ``batched``: the sub-requests inside (a $batch)."""
         url = self.url(path_or_url)
-        renewed = False
+        renewals = 0
         attempt = 0
         while True:
             token = self.tokens.token()
             sent = {"Authorization": f"Bearer {token}", **(headers or {})}
             try:
-                with self._slot(mailbox):
+                with self._slot(mailbox, weight, batched):
                     self.stats.add(requests=1)
                     response = self.http.request(
                         method, url, params=params, headers=sent, json=json
@@ -350,8 +461,8 @@ class GraphClient:
                 attempt += 1
                 continue
             status = response.status_code
-            if status == 401 and not renewed:
-                renewed = True
+            if status == 401 and renewals < MAX_RENEWALS:
+                renewals += 1
                 self.tokens.renew()
                 continue
             if status in RETRY_STATUSES:
@@ -387,6 +498,67 @@ class GraphClient:
                     code=code,
                 )
             return response
+
+    def batch(
+        self, requests: list[dict[str, Any]], *, mailbox: str | None = None
+    ) -> list[SubResponse]:
+        """Up to 20 requests (``method``, relative ``url``, optional ``headers``) as one
+        ``$batch``; the answers in the same order. Sub-requests answered 429/5xx are sent
+        again, alone, after the longest ``Retry-After`` among them (backoff without one),
+        at most ``max_retries`` times; a 401 renews the token (at most MAX_RENEWALS
+        times). Other errors come back as they are: the caller decides per item."""
+        if not 0 < len(requests) <= MAX_BATCH:
+            raise ValueError(f"a batch holds 1 to {MAX_BATCH} requests, not {len(requests)}")
+        results: dict[str, SubResponse] = {}
+        pending = {str(n): r for n, r in enumerate(requests)}
+        renewals = 0
+        attempt = 0
+        while pending:
+            body = {"requests": [{"id": k, **r} for k, r in pending.items()]}
+            answer = self.request(
+                "POST",
+                "/$batch",
+                json=body,
+                mailbox=mailbox,
+                weight=self._limit,  # Graph runs up to four of them at once
+                batched=len(pending),
+            )
+            entries = answer.json().get("responses") or []
+            self.stats.add(batched=len(pending))
+            retry: dict[str, dict[str, Any]] = {}
+            waits: list[float] = []
+            expired = False
+            for entry in entries:
+                key = str(entry.get("id", ""))
+                if key not in pending:
+                    continue
+                sub = _sub_response(entry)
+                if sub.status == 401 and renewals < MAX_RENEWALS:
+                    expired = True
+                    retry[key] = pending[key]
+                elif sub.status in RETRY_STATUSES and attempt < self.config.max_retries:
+                    if sub.status == 429:
+                        self.stats.add(throttled=1)
+                    retry[key] = pending[key]
+                    wait = retry_after_seconds(sub.headers.get("retry-after"))
+                    waits.append(self._backoff(attempt) if wait is None else wait)
+                else:
+                    results[key] = sub
+            for key in pending.keys() - results.keys() - retry.keys():
+                retry[key] = pending[key]  # no answer for it: ask again
+            pending = retry
+            if not pending:
+                break
+            if expired:
+                renewals += 1
+                self.tokens.renew()
+            if waits or not expired:
+                if attempt >= self.config.max_retries:
+                    raise GraphError(f"$batch: {len(pending)} requests never answered.")
+                self.stats.add(retries=len(pending))
+                self._sleep(min(max(waits, default=self._backoff(attempt)), MAX_WAIT_SECONDS))
+                attempt += 1
+        return [results[str(n)] for n in range(len(requests))]
 
     def get(self, path_or_url: str, **kwargs: Any) -> dict[str, Any]:
         data = self.request("GET", path_or_url, **kwargs).json()

@@ -12,15 +12,14 @@ archived twice.
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from mailvault.sources.graph.client import (
-    MAILBOX_CONCURRENCY,
+    MAX_BATCH,
     GraphClient,
     GraphError,
     ResyncRequired,
@@ -59,6 +58,31 @@ class FolderChanges:
     removed: list[str] = field(default_factory=list)  # ids gone from this folder
     delta_link: str = ""
     resynced: bool = False  # the delta token had expired: this is a full read
+    restarted: bool = False  # change_pages: a resync began here (earlier pages void)
+
+
+def _page_changes(
+    page: dict[str, object], delta_link: str, resynced: bool, restarted: bool
+) -> FolderChanges:
+    changes = FolderChanges(delta_link=delta_link, resynced=resynced, restarted=restarted)
+    items = page.get("value")
+    for item in items if isinstance(items, list) else []:
+        message_id = str(item.get("id", ""))
+        if not message_id:
+            continue
+        if "@removed" in item:
+            changes.removed.append(message_id)
+            continue
+        flag = item.get("flag") or {}
+        changes.added.append(
+            MessageRef(
+                id=message_id,
+                internet_message_id=str(item.get("internetMessageId") or ""),
+                received=str(item.get("receivedDateTime") or ""),
+                flagged=isinstance(flag, dict) and flag.get("flagStatus") == "flagged",
+            )
+        )
+    return changes
 
 
 class MailboxReader:
@@ -130,45 +154,48 @@ class MailboxReader:
 
     def changes(self, folder_id: str, delta_link: str = "") -> FolderChanges:
         """What changed in a folder since ``delta_link`` (everything when empty)."""
+        result = FolderChanges()
+        for page in self.change_pages(folder_id, delta_link):
+            if page.restarted:
+                result = FolderChanges()
+            result.added += page.added
+            result.removed += page.removed
+            result.delta_link = page.delta_link or result.delta_link
+            result.resynced = page.resynced
+        return result
+
+    def change_pages(self, folder_id: str, delta_link: str = "") -> Iterator[FolderChanges]:
+        """:meth:`changes` a page at a time, so memory stays flat however big the folder:
+        the last page carries the delta link. After a ``410`` the read starts again from
+        the fresh full query: those pages have ``resynced`` set, and the first of them
+        ``restarted`` (what the earlier pages said is read again)."""
         headers = {"Prefer": f"{IMMUTABLE_IDS}, odata.maxpagesize={DELTA_PAGE_SIZE}"}
-        resynced = False
+        resynced, restarted = not delta_link, False
         link = delta_link
         for _attempt in range(3):
             try:
                 if link:
-                    items, new_link = self.client.delta(link, headers=headers, mailbox=self.user_id)
+                    pages = self.client.pages(link, headers=headers, mailbox=self.user_id)
                 else:
-                    items, new_link = self.client.delta(
+                    pages = self.client.pages(
                         self._initial_delta(folder_id),
                         params={"$select": DELTA_SELECT},
                         headers=headers,
                         mailbox=self.user_id,
                     )
-                break
+                new_link = ""
+                for page in pages:
+                    new_link = str(page.get("@odata.deltaLink") or "")
+                    yield _page_changes(page, new_link, resynced, restarted)
+                    restarted = False
+                if not new_link:
+                    raise GraphError("The delta query ended without a deltaLink.")
+                return
             except ResyncRequired as exc:
                 log.info("folder %s of %s: %s; reading it again", folder_id, self.user_id, exc)
-                resynced = True
+                resynced = restarted = True
                 link = exc.location or ""
-        else:
-            raise GraphError(f"The folder {folder_id} kept asking for a resync.")
-        changes = FolderChanges(delta_link=new_link, resynced=resynced or not delta_link)
-        for item in items:
-            message_id = str(item.get("id", ""))
-            if not message_id:
-                continue
-            if "@removed" in item:
-                changes.removed.append(message_id)
-                continue
-            flag = item.get("flag") or {}
-            changes.added.append(
-                MessageRef(
-                    id=message_id,
-                    internet_message_id=str(item.get("internetMessageId") or ""),
-                    received=str(item.get("receivedDateTime") or ""),
-                    flagged=isinstance(flag, dict) and flag.get("flagStatus") == "flagged",
-                )
-            )
-        return changes
+        raise GraphError(f"The folder {folder_id} kept asking for a resync.")
 
     def mime(self, message_id: str) -> bytes:
         """The message exactly as Exchange has it (RFC 5322 bytes)."""
@@ -181,26 +208,36 @@ class MailboxReader:
         return response.content
 
     def mime_many(self, message_ids: Iterable[str]) -> Iterator[tuple[str, bytes | None, str]]:
-        """``(id, bytes, "")`` per message, or ``(id, None, reason)`` when one cannot be
-        fetched (gone meanwhile, refused): the run goes on and reports it. Up to four at a
-        time, the mailbox's concurrency limit."""
+        """``(id, bytes, "")`` per message, in order, or ``(id, None, reason)`` when one
+        cannot be fetched (gone meanwhile, refused): the run goes on and reports it.
+        Twenty at a time in one ``$batch`` (which holds the mailbox's four slots), so
+        memory stays bounded however big the folder."""
+        ids = iter(message_ids)
+        while chunk := list(itertools.islice(ids, MAX_BATCH)):
+            yield from self._mime_batch(chunk)
 
-        def one(message_id: str) -> tuple[str, bytes | None, str]:
-            try:
-                return message_id, self.mime(message_id), ""
-            except GraphError as exc:
-                return message_id, None, str(exc)
-
-        # A bounded window of fetches in flight, so memory stays bounded however big the
-        # folder (Executor.map would start every fetch at once).
-        window: deque[Future[tuple[str, bytes | None, str]]] = deque()
-        with ThreadPoolExecutor(MAILBOX_CONCURRENCY, thread_name_prefix="graph-mime") as pool:
-            for message_id in message_ids:
-                window.append(pool.submit(one, message_id))
-                if len(window) >= 2 * MAILBOX_CONCURRENCY:
-                    yield window.popleft().result()
-            while window:
-                yield window.popleft().result()
+    def _mime_batch(self, chunk: list[str]) -> Iterator[tuple[str, bytes | None, str]]:
+        requests = [
+            {
+                "method": "GET",
+                "url": f"{self._user}/messages/{quote(mid, safe='')}/$value",
+                "headers": {"Prefer": IMMUTABLE_IDS},
+            }
+            for mid in chunk
+        ]
+        try:
+            answers = self.client.batch(requests, mailbox=self.user_id)
+        except GraphError as exc:
+            for mid in chunk:
+                yield mid, None, str(exc)
+            return
+        for mid, answer in zip(chunk, answers, strict=True):
+            if answer.status == 200 and isinstance(answer.body, bytes):
+                yield mid, answer.body, ""
+            else:
+                code, message = answer.error()
+                why = f"{answer.status} {code}: {message}"
+                yield mid, None, f"Graph GET message {mid} $value: {why}"
 
     def delete(self, message_id: str, *, permanently: bool = False) -> None:
         path = f"{self._user}/messages/{quote(message_id, safe='')}"

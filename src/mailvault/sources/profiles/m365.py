@@ -2,9 +2,10 @@
 mailboxes, through Graph (per-folder deltas with immutable ids, MIME by ``$value``).
 
 Several mailboxes are read at the same time, each by its own thread that only talks to
-Graph (never more than four requests per mailbox, the client's rule); this thread does
-all database work: it ingests what the readers hand over and saves a folder's delta link
-only once every message of that round is archived. A crash therefore resumes from the
+Graph (MIME twenty messages per ``$batch``, never more than four requests per mailbox:
+the client's rule); this thread does all database work: it ingests what the readers hand
+over in big batches (parsed by the prepare workers meanwhile) and saves a folder's delta
+link only once every message of that round is archived. A crash therefore resumes from the
 previous round, and what was archived already is recognized by its source reference (the
 immutable id) or, after a ``410`` resync, by its content hash: nothing is stored twice.
 """
@@ -21,6 +22,7 @@ from django.utils import timezone
 
 from mailvault.archive.models import Mailbox, Message
 from mailvault.ingestion.pipeline import Ingestor
+from mailvault.ingestion.types import IngestRequest, Target
 from mailvault.jobs.context import JobContext
 from mailvault.sources.graph import GraphClient, GraphError
 from mailvault.sources.graph.discovery import tenant_id_for_domain
@@ -30,16 +32,18 @@ from mailvault.sources.models_profiles import ArchivingProfile
 from mailvault.sources.profiles import deletion
 from mailvault.sources.profiles.job import (
     BATCH_SIZE,
+    INGEST_WORKERS,
     ProfileRunFailed,
     RunReport,
+    _done_refs,
     _failure,
-    _ingest,
     _log_report,
 )
 
-PARALLEL_MAILBOXES = 8
-FETCH_CHUNK = 50
-QUEUE_DEPTH = 16  # chunks waiting to be ingested: bounds memory (about 16 x 50 messages)
+PARALLEL_MAILBOXES = 32  # Graph answers a mailbox slowly: many at once keep the ingester busy
+FETCH_CHUNK = 100  # messages per hand-over (five $batch requests) …
+CHUNK_BYTES = 4 << 20  # … or fewer when they are big
+QUEUE_DEPTH = 16  # chunks waiting to be ingested: with the readers' own, memory is bounded
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,10 @@ def _client(profile: ArchivingProfile) -> GraphClient:
             f"{profile.name}: no Microsoft 365 tenant is connected. Connect the tenant in the "
             "directory service (admin consent) first."
         )
-    return GraphClient(tenant_id)
+    try:
+        return GraphClient(tenant_id)
+    except GraphError as exc:  # no token provider: the authority is unreachable or unknown
+        raise ProfileRunFailed(f"{profile.name}: {exc}") from exc
 
 
 def source_mailboxes(profile: ArchivingProfile) -> list[SourceMailbox]:
@@ -195,22 +202,37 @@ class _Reader(threading.Thread):
         self.put(_MailboxDone(self.source))
 
     def _folder(self, folder: MailFolder) -> None:
-        changes = self.reader.changes(folder.id, self.links.get(folder.id, ""))
-        refs = [r for r in changes.added if _in_date_range(self.profile, r.received)]
-        flagged = {r.id: r.flagged for r in refs}
-        for start in range(0, len(refs), FETCH_CHUNK):
-            if self.stop.is_set():
-                return  # the delta link is not saved: the next run reads this round again
-            chunk = _Chunk(self.source, folder, [])
-            for message_id, raw, why in self.reader.mime_many(
-                r.id for r in refs[start : start + FETCH_CHUNK]
-            ):
+        """One folder's round, a delta page at a time (memory stays flat however big the
+        folder); the delta link is handed over last, after every message of the round."""
+        delta_link, resynced, count, failed = "", False, 0, False
+        for page in self.reader.change_pages(folder.id, self.links.get(folder.id, "")):
+            if page.restarted:
+                count = 0  # a 410: read again from the start (what was filed is recognized)
+            resynced = resynced or page.resynced
+            delta_link = page.delta_link or delta_link
+            refs = [r for r in page.added if _in_date_range(self.profile, r.received)]
+            count += len(refs)
+            flagged = {r.id: r.flagged for r in refs}
+            chunk, size = _Chunk(self.source, folder, []), 0
+            for message_id, raw, why in self.reader.mime_many(r.id for r in refs):
                 if raw is None:
                     chunk.failures.append(f"{self.source.user_id} {folder.path}: {why}")
+                    failed = True
                 else:
                     chunk.items.append((message_id, raw, flagged[message_id]))
-            self.put(chunk)
-        self.put(_FolderDone(self.source, folder, changes.delta_link, changes.resynced, len(refs)))
+                    size += len(raw)
+                if len(chunk.items) + len(chunk.failures) >= FETCH_CHUNK or size >= CHUNK_BYTES:
+                    self.put(chunk)
+                    chunk, size = _Chunk(self.source, folder, []), 0
+                if self.stop.is_set():
+                    return  # the delta link is not saved: the next run reads this round again
+            if chunk.items or chunk.failures:
+                self.put(chunk)
+        if failed:
+            # Keep the old link: the next run reads this round again and fetches what
+            # failed now (what was filed is recognized by its reference).
+            delta_link = self.links.get(folder.id, "")
+        self.put(_FolderDone(self.source, folder, delta_link, resynced, count))
 
 
 def _links(profile: ArchivingProfile) -> dict[str, dict[str, str]]:
@@ -229,6 +251,30 @@ def _save_folder(profile: ArchivingProfile, done: _FolderDone) -> None:
     state.message_count += done.count
     state.updated_at = timezone.now()
     state.save()
+
+
+def _add(ingestor: Ingestor, report: RunReport, chunk: _Chunk, *, keep_candidates: bool) -> int:
+    """Queue a chunk for ingestion, leaving out what an earlier (crashed) run filed;
+    how many were queued."""
+    user_id = chunk.source.user_id
+    refs = [f"graph:{user_id}:{mid}" for mid, _raw, _flagged in chunk.items]
+    done = _done_refs(chunk.source.mailbox, refs)
+    queued = 0
+    target = [Target(chunk.source.mailbox, chunk.folder.path)]
+    for ref, (mid, raw, flagged) in zip(refs, chunk.items, strict=True):
+        report.fetched += 1
+        if keep_candidates:  # only "delete in source" needs them: memory stays flat
+            report.candidates.append(
+                deletion.Candidate(user_id, mid, hashlib.sha256(raw).hexdigest(), flagged)
+            )
+        if ref in done:
+            report.skipped += 1
+            continue
+        ingestor.add(
+            IngestRequest(raw=raw, source=Message.Source.GRAPH, targets=target, source_ref=ref)
+        )
+        queued += 1
+    return queued
 
 
 def run_m365(ctx: JobContext, profile: ArchivingProfile) -> RunReport:
@@ -265,54 +311,65 @@ def run_m365(ctx: JobContext, profile: ArchivingProfile) -> RunReport:
                 break
         try:
             with Ingestor(
-                batch_size=BATCH_SIZE, index_every=2000, index_interval_s=5.0
+                batch_size=BATCH_SIZE * 4,  # submit() below hands over every BATCH_SIZE
+                index_every=5000,
+                index_interval_s=15.0,
+                workers=INGEST_WORKERS,
             ) as ingestor:
+                # Folders read to the end wait for their messages to be recorded before
+                # their delta links are saved: those done before the last submit() had all
+                # their messages in the batch that the next submit() (or flush) records.
+                done_now: list[_FolderDone] = []
+                done_inflight: list[_FolderDone] = []
+
+                def settle(finish: bool = False) -> None:
+                    """Hand over what is queued (or finish everything); count the results
+                    (those of a flush add() did on its own too); save the links that are
+                    safe to save."""
+                    nonlocal done_now, done_inflight, folders_done
+                    ingestor.flush() if finish else ingestor.submit()
+                    report.count(ingestor.results)
+                    ingestor.results.clear()
+                    safe = done_inflight + done_now if finish else done_inflight
+                    done_inflight, done_now = ([], []) if finish else (done_now, [])
+                    for done in safe:
+                        _save_folder(profile, done)
+                        folders_done += 1
+                        if done.resynced and links.get(done.source.user_id, {}).get(done.folder.id):
+                            ctx.info(
+                                f"{done.source.user_id} {done.folder.path}: Graph asked for a "
+                                "full resync; already archived messages were recognized."
+                            )
+
+                queued = 0
                 while running:
                     item = out.get()
                     if isinstance(item, _Chunk):
                         for text in item.failures:
                             record_failure(text)
-                        _ingest(
-                            ingestor,
-                            report,
-                            item.source.mailbox,
-                            [
-                                (item.folder.path, f"graph:{item.source.user_id}:{mid}", raw)
-                                for mid, raw, _ in item.items
-                            ],
-                            Message.Source.GRAPH,
+                        queued += _add(
+                            ingestor, report, item, keep_candidates=profile.delete_in_source
                         )
-                        report.candidates += [
-                            deletion.Candidate(
-                                item.source.user_id,
-                                mid,
-                                hashlib.sha256(raw).hexdigest(),
-                                flagged,
-                            )
-                            for mid, raw, flagged in item.items
-                        ]
+                        if queued >= BATCH_SIZE:
+                            settle()
+                            queued = 0
                         ctx.progress(report.fetched)
                         ctx.check_cancelled()
                     elif isinstance(item, _FolderDone):
-                        ingestor.flush()  # archived for good before the link moves on
-                        _save_folder(profile, item)
-                        folders_done += 1
-                        if item.resynced and links.get(item.source.user_id, {}).get(item.folder.id):
-                            ctx.info(
-                                f"{item.source.user_id} {item.folder.path}: Graph asked for a "
-                                "full resync; already archived messages were recognized."
-                            )
+                        done_now.append(item)
                     elif isinstance(item, _MailboxDone):
                         running.discard(item.source.user_id)
                         if item.error:
                             record_failure(f"{item.source.user_id}: {item.error}")
                         start_next()
+                settle(finish=True)
         finally:
             stop.set()
         stats = client.stats
         ctx.info(
             f"{folders_done} folder(s) read with {stats.requests} Graph requests; "
-            f"{stats.throttled} were answered 429 and retried after the wait Graph asked for."
+            f"{stats.throttled} were answered 429 and retried after the wait Graph asked for "
+            f"({stats.batched} of the requests were sent inside $batch requests)."
         )
     _log_report(ctx, report)
     return report
