@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from mailvault.jobs.context import JobContext
+from mailvault.jobs.context import JobContext, JobFailed
 from mailvault.jobs.registry import process_type
 
 
@@ -30,6 +30,18 @@ def with_config(ctx: JobContext) -> None:
 def boom(ctx: JobContext) -> None:
     ctx.info("about to fail")
     raise ValueError("boom in the job")
+
+
+@process_type("test.job_failed", "Test failure the job explains")
+def job_failed(ctx: JobContext) -> None:
+    ctx.error("The server refused the password of archive@example.com.")
+    raise JobFailed("login refused")
+
+
+@process_type("test.job_failed_silent", "Test failure with no words of the job")
+def job_failed_silent(ctx: JobContext) -> None:
+    ctx.info("connecting")
+    raise JobFailed("The server imap.example.com cannot be reached.")
 
 
 @process_type("test.hang", "Test hang (cooperative)", timeout_seconds=1)

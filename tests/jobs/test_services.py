@@ -104,6 +104,25 @@ def test_job_that_raises_fails_with_traceback_and_next_run_still_happens(
     assert JobRun.objects.filter(status=JobRun.Status.QUEUED).count() == 1
 
 
+def test_a_failure_the_job_explained_gets_no_traceback(tenant: Tenant) -> None:
+    run = services.run_now("test.job_failed")
+    assert execute_run(run.pk) == JobRun.Status.FAILED
+    run.refresh_from_db()
+    assert run.max_severity == Severity.ERROR and run.traceback == ""
+    errors = list(
+        JobMessage.objects.filter(run=run, severity=Severity.ERROR).values_list("text", flat=True)
+    )
+    assert errors == ["The server refused the password of archive@example.com."]
+
+
+def test_a_failure_the_job_did_not_explain_is_logged_by_its_text(tenant: Tenant) -> None:
+    run = services.run_now("test.job_failed_silent")
+    assert execute_run(run.pk) == JobRun.Status.FAILED
+    run.refresh_from_db()
+    assert run.traceback == ""
+    assert texts(run) == ["connecting", "The server imap.example.com cannot be reached."]
+
+
 def test_job_that_hangs_is_timed_out_cancelled_and_logged(tenant: Tenant) -> None:
     run = services.run_now("test.hang")
     assert execute_run(run.pk) == JobRun.Status.CANCELLED

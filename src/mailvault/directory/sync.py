@@ -9,7 +9,7 @@ from mailvault.accounts.services import AccountError
 from mailvault.directory import engine
 from mailvault.directory.models import DirectoryService
 from mailvault.directory.services import PROCESS_TYPE, DirectoryError
-from mailvault.jobs.context import JobContext
+from mailvault.jobs.context import JobContext, JobFailed
 from mailvault.jobs.registry import process_type
 
 log = logging.getLogger("mailvault.directory")
@@ -69,7 +69,7 @@ def directory_sync(ctx: JobContext) -> None:
         result = synchronize(service, info=ctx.info, warn=ctx.warning)
     except DirectoryError as exc:
         ctx.error(f"{exc} The directory in Mailvault was not changed.")
-        raise
+        raise JobFailed(str(exc)) from exc
     for change in result.changes[:MAX_LISTED]:
         ctx.info(str(change))
     if len(result.changes) > MAX_LISTED:

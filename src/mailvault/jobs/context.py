@@ -26,6 +26,14 @@ class TimedOut(Cancelled):
     """Raised at a safe point when the run exceeded its process type's timeout."""
 
 
+class JobFailed(Exception):
+    """A run that cannot go on for a reason the administrator can act on (wrong
+    credentials, an unreachable server, a vanished mailbox). The job says why with
+    ``ctx.error`` before raising it; the runner then marks the run failed without adding a
+    Python traceback to the process log (it writes the exception's text only if the job
+    logged no error)."""
+
+
 def add_message(run: JobRun, severity: int, text: str) -> JobMessage:
     """Append a sub-message and raise the run's maximum severity if needed."""
     # The run's own tenant: the reaper and the watchdog thread run outside any request.

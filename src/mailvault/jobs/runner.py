@@ -35,7 +35,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from mailvault.jobs import registry
-from mailvault.jobs.context import Cancelled, JobContext, TimedOut, add_message
+from mailvault.jobs.context import Cancelled, JobContext, JobFailed, TimedOut, add_message
 from mailvault.jobs.models import JobRun, Severity
 from mailvault.tenancy.context import tenant_context
 
@@ -89,6 +89,10 @@ def execute_run(
             outcome.set(JobRun.Status.CANCELLED, Severity.ERROR, f"{exc}; cancelled.")
         except Cancelled as exc:
             outcome.set(JobRun.Status.CANCELLED, Severity.WARNING, str(exc) or "Cancelled")
+        except JobFailed as exc:
+            run.refresh_from_db(fields=["max_severity"])
+            said = run.max_severity >= Severity.ERROR
+            outcome.set(JobRun.Status.FAILED, Severity.ERROR, "" if said else str(exc) or "Failed.")
         except Exception as exc:
             tb = traceback.format_exc()
             outcome.set(

@@ -49,7 +49,7 @@ from mailvault.archive.models import Message, Placement
 from mailvault.ingestion.pipeline import Ingestor
 from mailvault.ingestion.reconcile import reindex_messages
 from mailvault.ingestion.types import IngestRequest, Target
-from mailvault.jobs.context import JobContext
+from mailvault.jobs.context import JobContext, JobFailed
 from mailvault.sources.imap import (
     Fetched,
     FolderInfo,
@@ -75,7 +75,7 @@ RENAME_SAMPLE = 5
 MAX_PROBLEM_MESSAGES = 200
 
 
-class ImapFolderSyncFailed(Exception):
+class ImapFolderSyncFailed(JobFailed):
     """The run failed; the reason is in the process log already."""
 
 

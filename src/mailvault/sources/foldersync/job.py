@@ -23,7 +23,7 @@ from mailvault.archive.models import Mailbox, Message, Placement
 from mailvault.ingestion.pipeline import Ingestor
 from mailvault.ingestion.reconcile import reindex_messages
 from mailvault.ingestion.types import IngestRequest, Target
-from mailvault.jobs.context import JobContext
+from mailvault.jobs.context import JobContext, JobFailed
 from mailvault.jobs.registry import process_type
 from mailvault.sources.foldersync.services import PROCESS_TYPE
 from mailvault.sources.graph import GraphClient, GraphError
@@ -41,7 +41,7 @@ HIDDEN = ("recoverableitemsdeletions",)
 MAX_PROBLEM_MESSAGES = 200
 
 
-class FolderSyncFailed(Exception):
+class FolderSyncFailed(JobFailed):
     """The run failed; the reason is in the process log already."""
 
 

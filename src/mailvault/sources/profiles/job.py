@@ -16,7 +16,7 @@ from django.utils import timezone
 from mailvault.archive.models import Mailbox, Message, Placement
 from mailvault.ingestion.pipeline import Ingestor
 from mailvault.ingestion.types import IngestRequest, IngestResult, Target
-from mailvault.jobs.context import JobContext
+from mailvault.jobs.context import JobContext, JobFailed
 from mailvault.jobs.registry import process_type
 from mailvault.sources.imap import (
     Fetched,
@@ -47,7 +47,7 @@ RETRY_BACKOFF_S = 1.0
 MAX_PROBLEM_MESSAGES = 200
 
 
-class ProfileRunFailed(Exception):
+class ProfileRunFailed(JobFailed):
     """The run failed; the reason is in the process log already."""
 
 
