@@ -6,86 +6,152 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0002_secret'),
-        ('sources', '0004_folder_synchronizations'),
-        ('tenancy', '0002_tenant_offboarded'),
+        ("accounts", "0002_secret"),
+        ("sources", "0004_folder_synchronizations"),
+        ("tenancy", "0002_tenant_offboarded"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='foldersynchronization',
-            name='auth_method',
-            field=models.CharField(choices=[('password', 'User name and password (LOGIN / PLAIN)'), ('xoauth2', 'OAuth 2.0 (XOAUTH2)')], default='password', max_length=8),
+            model_name="foldersynchronization",
+            name="auth_method",
+            field=models.CharField(
+                choices=[
+                    ("password", "User name and password (LOGIN / PLAIN)"),
+                    ("xoauth2", "OAuth 2.0 (XOAUTH2)"),
+                ],
+                default="password",
+                max_length=8,
+            ),
         ),
         migrations.AddField(
-            model_name='foldersynchronization',
-            name='ca_certificate',
-            field=models.TextField(blank=True, help_text='PEM of a CA (or self-signed server certificate) to trust.'),
+            model_name="foldersynchronization",
+            name="ca_certificate",
+            field=models.TextField(
+                blank=True, help_text="PEM of a CA (or self-signed server certificate) to trust."
+            ),
         ),
         migrations.AddField(
-            model_name='foldersynchronization',
-            name='host',
+            model_name="foldersynchronization",
+            name="host",
             field=models.CharField(blank=True, max_length=253),
         ),
         migrations.AddField(
-            model_name='foldersynchronization',
-            name='port',
+            model_name="foldersynchronization",
+            name="port",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='foldersynchronization',
-            name='secret',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='accounts.secret'),
+            model_name="foldersynchronization",
+            name="secret",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="accounts.secret",
+            ),
         ),
         migrations.AddField(
-            model_name='foldersynchronization',
-            name='security',
-            field=models.CharField(choices=[('tls', 'TLS (implicit, port 993 / 995)'), ('starttls', 'STARTTLS'), ('none', 'None (not recommended)')], default='tls', max_length=8),
+            model_name="foldersynchronization",
+            name="security",
+            field=models.CharField(
+                choices=[
+                    ("tls", "TLS (implicit, port 993 / 995)"),
+                    ("starttls", "STARTTLS"),
+                    ("none", "None (not recommended)"),
+                ],
+                default="tls",
+                max_length=8,
+            ),
         ),
         migrations.AddField(
-            model_name='foldersynchronization',
-            name='skip_junk_trash',
+            model_name="foldersynchronization",
+            name="skip_junk_trash",
             field=models.BooleanField(default=True),
         ),
         migrations.AddField(
-            model_name='foldersynchronization',
-            name='tls_verify',
+            model_name="foldersynchronization",
+            name="tls_verify",
             field=models.BooleanField(default=True),
         ),
         migrations.CreateModel(
-            name='ImapSyncedFolder',
+            name="ImapSyncedFolder",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=1000)),
-                ('path', models.CharField(max_length=1000)),
-                ('uidvalidity', models.BigIntegerField(default=0)),
-                ('uidnext', models.BigIntegerField(blank=True, null=True)),
-                ('exists', models.PositiveIntegerField(default=0)),
-                ('highest_modseq', models.BigIntegerField(blank=True, null=True)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('sync', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='imap_folders', to='sources.foldersynchronization')),
-                ('tenant', models.ForeignKey(editable=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenancy.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=1000)),
+                ("path", models.CharField(max_length=1000)),
+                ("uidvalidity", models.BigIntegerField(default=0)),
+                ("uidnext", models.BigIntegerField(blank=True, null=True)),
+                ("exists", models.PositiveIntegerField(default=0)),
+                ("highest_modseq", models.BigIntegerField(blank=True, null=True)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "sync",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="imap_folders",
+                        to="sources.foldersynchronization",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        editable=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="tenancy.tenant",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='ImapSyncedMessage',
+            name="ImapSyncedMessage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('uidvalidity', models.BigIntegerField()),
-                ('uid', models.BigIntegerField()),
-                ('sha256', models.CharField(max_length=64)),
-                ('folder', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='uids', to='sources.imapsyncedfolder')),
-                ('tenant', models.ForeignKey(editable=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenancy.tenant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("uidvalidity", models.BigIntegerField()),
+                ("uid", models.BigIntegerField()),
+                ("sha256", models.CharField(max_length=64)),
+                (
+                    "folder",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="uids",
+                        to="sources.imapsyncedfolder",
+                    ),
+                ),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        editable=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="tenancy.tenant",
+                    ),
+                ),
             ],
         ),
         migrations.AddConstraint(
-            model_name='imapsyncedfolder',
-            constraint=models.UniqueConstraint(fields=('sync', 'path'), name='imap_synced_folder_unique'),
+            model_name="imapsyncedfolder",
+            constraint=models.UniqueConstraint(
+                fields=("sync", "path"), name="imap_synced_folder_unique"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='imapsyncedmessage',
-            constraint=models.UniqueConstraint(fields=('folder', 'uidvalidity', 'uid'), name='imap_synced_message_unique'),
+            model_name="imapsyncedmessage",
+            constraint=models.UniqueConstraint(
+                fields=("folder", "uidvalidity", "uid"), name="imap_synced_message_unique"
+            ),
         ),
     ]
