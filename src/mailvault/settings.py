@@ -131,7 +131,10 @@ MAILVAULT_PROCESS_LOG_RETENTION_DAYS = env_int(
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
-AUTHENTICATION_BACKENDS = ["mailvault.accounts.backends.TenantUserBackend"]
+AUTHENTICATION_BACKENDS = [
+    "mailvault.accounts.backends.TenantUserBackend",
+    "mailvault.directory.backends.LdapDirectoryBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "mailvault.accounts.passwords.MailvaultPasswordValidator"},
 ]

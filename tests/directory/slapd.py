@@ -125,6 +125,7 @@ suffix "{base}"
 rootdn "{admin}"
 rootpw {password}
 directory {work}/data
+access to attrs=userPassword by dn.exact="{admin}" write by anonymous auth by * none
 access to * by dn.exact="{admin}" write by * none
 """
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from ldap3 import NONE, SUBTREE, Connection, Server, Tls
 from ldap3.core.exceptions import LDAPException
+from ldap3.utils.conv import escape_bytes, escape_filter_chars
 
 from mailvault.accounts.secrets import reveal
 from mailvault.directory.models import DirectoryService
@@ -54,6 +55,10 @@ class LdapError(RuntimeError):
     """The directory could not be read; the message says why, for the process log."""
 
 
+class BindRefused(LdapError):
+    """The server answered and refused the DN and password."""
+
+
 def attributes(service: DirectoryService) -> dict[str, str]:
     merged = dict(DEFAULT_ATTRIBUTES)
     merged.update({k: v for k, v in (service.ldap_attributes or {}).items() if v is not None})
@@ -67,7 +72,17 @@ def _port(service: DirectoryService) -> int:
 
 
 def connect(service: DirectoryService) -> Connection:
-    """An open, bound connection (LdapError with a readable reason otherwise)."""
+    """An open connection bound as the service account (LdapError with a readable reason
+    otherwise)."""
+    bind_dn = service.ldap_bind_dn
+    password = unseal(service.ldap_bind_password_sealed, context=f"ldap:{service.pk}")
+    if service.ldap_secret is not None:
+        value = reveal(service.ldap_secret)
+        bind_dn, password = value.username, value.password
+    return _bind(service, bind_dn, password)
+
+
+def _bind(service: DirectoryService, bind_dn: str, password: str) -> Connection:
     security = service.ldap_security
     if service.ldap_accept_all_certificates:
         tls = Tls(validate=ssl.CERT_NONE)
@@ -85,11 +100,6 @@ def connect(service: DirectoryService) -> Connection:
         get_info=NONE,
         connect_timeout=TIMEOUT,
     )
-    bind_dn = service.ldap_bind_dn
-    password = unseal(service.ldap_bind_password_sealed, context=f"ldap:{service.pk}")
-    if service.ldap_secret is not None:
-        value = reveal(service.ldap_secret)
-        bind_dn, password = value.username, value.password
     conn = Connection(
         server,
         user=bind_dn or None,
@@ -104,7 +114,7 @@ def connect(service: DirectoryService) -> Connection:
             raise LdapError(f"StartTLS failed: {conn.result.get('description', 'refused')}.")
         if not conn.bind():
             desc = conn.result.get("description", "") if conn.result else ""
-            raise LdapError(
+            raise BindRefused(
                 f"The bind as {bind_dn or 'anonymous'} was refused ({desc}): "
                 "check the bind DN and password."
             )
@@ -115,6 +125,49 @@ def connect(service: DirectoryService) -> Connection:
         conn.unbind()
         raise
     return conn
+
+
+def _id_filter(attribute: str, external_id: str) -> str:
+    """A filter for the entry whose id attribute holds ``external_id`` (as the sync
+    stored it: Active Directory's binary objectGUID as its UUID text)."""
+    if attribute.casefold() == "objectguid":
+        try:
+            raw = uuid.UUID(external_id).bytes_le
+        except ValueError:
+            raw = None
+        if raw is not None:
+            return f"({attribute}={escape_bytes(raw)})"
+    return f"({attribute}={escape_filter_chars(external_id)})"
+
+
+def verify_password(service: DirectoryService, external_id: str, password: str) -> bool:
+    """Whether the directory accepts ``password`` for the synchronized user whose id is
+    ``external_id``: the service account finds the user's entry (within the service's
+    base DN and user filter), then the password is tried in a bind as that entry.
+    Mailvault never keeps it. An empty password is refused before anything is asked: a
+    bind with a DN and no password is an anonymous bind, which LDAP servers accept.
+    LdapError when the directory cannot be reached or searched."""
+    if not password:
+        return False
+    attr = attributes(service)
+    user_filter = service.ldap_user_filter or DEFAULT_USER_FILTER
+    conn = connect(service)
+    try:
+        entries = _search(
+            conn,
+            service.ldap_base_dn,
+            f"(&{user_filter}{_id_filter(attr['id'], external_id)})",
+            [attr["id"]],
+        )
+    finally:
+        conn.unbind()
+    if len(entries) != 1:
+        return False
+    try:
+        _bind(service, entries[0]["dn"], password).unbind()
+    except BindRefused:
+        return False
+    return True
 
 
 def _first(entry: dict[str, Any], name: str) -> str:

@@ -49,6 +49,16 @@ def entra_account(user: User) -> EntraAccount | None:
     return EntraAccount(link.service.entra_tenant_id, user)
 
 
+def ldap_account(user: User) -> SyncedObject | None:
+    """The link of a user synchronized from an LDAP directory (who signs in with the
+    directory's password), or None."""
+    return (
+        SyncedObject.unscoped.select_related("service")
+        .filter(user=user, kind=SyncedObject.Kind.USER, service__kind=DirectoryService.Kind.LDAP)
+        .first()
+    )
+
+
 def _app(config: GraphSettings, tenant_id: str) -> msal.ConfidentialClientApplication:
     return msal.ConfidentialClientApplication(
         config.client_id,

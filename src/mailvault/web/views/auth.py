@@ -83,6 +83,13 @@ def _microsoft_redirect(request: HttpRequest, area: Area, username: str) -> Http
     return HttpResponseRedirect(f"{url}?next={nxt}" if nxt else url)
 
 
+def _signs_in_with_ldap(username: str) -> bool:
+    from mailvault.directory.signin import ldap_account
+
+    user = find_user(username)
+    return user is not None and ldap_account(user) is not None
+
+
 @require_http_methods(["GET", "POST"])
 def admin_login(request: HttpRequest) -> HttpResponse:
     area: Area = "admin"
@@ -131,8 +138,9 @@ def web_login_password(request: HttpRequest) -> HttpResponse:
     username = request.session.get(USERNAME_KEY)
     if not username:
         return redirect("webaccess:login")
-    if signin.is_directory_user(username):
-        # Synchronized users sign in at their identity provider (Microsoft sign-in).
+    if signin.is_directory_user(username) and not _signs_in_with_ldap(username):
+        # Synchronized users sign in at their identity provider (Microsoft sign-in);
+        # those from an LDAP directory with its password, on this page.
         microsoft = _microsoft_redirect(request, area, username)
         if microsoft is not None:
             return microsoft
