@@ -29,6 +29,7 @@ from mailvault.ingestion.reconcile import reconcile_index
 from mailvault.ingestion.types import IngestRequest, Target
 from mailvault.search import TenantIndex
 from mailvault.search.services import search_for_user
+from mailvault.search.types import Scope
 from mailvault.tenancy.context import tenant_context
 from mailvault.tenancy.models import Tenant
 from mailvault.tenancy.provisioning import provision_tenant
@@ -135,6 +136,38 @@ def test_a_message_is_filed_by_any_address_of_a_mailbox(world: World) -> None:
     placement = Placement.objects.get()
     assert (placement.mailbox, placement.folder.path) == (world.ops, "")
     assert result.message.envelope_recipients == ["support@pipe"]
+
+
+def test_a_journaled_copy_adds_its_envelope_to_a_message_archived_before(
+    world: World,
+) -> None:
+    """Archived from a mailbox first, journaled later: who really got it (the Bcc of the
+    envelope) is kept and findable by Compliance, and the message is still stored once."""
+    raw = mail("Board minutes", to="ops@pipe")
+    first = ingest(IngestRequest(raw, FILE, targets=[Target(world.ops, "Inbox")]))
+    assert first.message.envelope_recipients == []
+    journaled = ingest(
+        IngestRequest(
+            raw,
+            Message.Source.SMTP,
+            targets=[Target(world.sales, "")],
+            envelope_from="alice@example.com",
+            envelope_recipients=["ops@pipe", "Hidden.Boss@Pipe"],
+        )
+    )
+    assert not journaled.stored
+    message = Message.objects.get()
+    assert message.envelope_recipients == ["ops@pipe", "hidden.boss@pipe"]
+    assert message.envelope_from == "alice@example.com"
+    index = TenantIndex.open(world.tenant.pk)
+    hits = index.search("bcc:hidden.boss@pipe", Scope.whole_tenant()).hits
+    assert [h.message_id for h in hits] == [message.pk]
+    # The same envelope again changes nothing; a further recipient is added once.
+    ingest(IngestRequest(raw, Message.Source.SMTP, envelope_recipients=["hidden.boss@pipe"]))
+    ingest(IngestRequest(raw, Message.Source.SMTP, envelope_recipients=["late@pipe"]))
+    message.refresh_from_db()
+    assert message.envelope_recipients == ["ops@pipe", "hidden.boss@pipe", "late@pipe"]
+    assert stored_count(world.tenant) == 1
 
 
 def test_new_mail_is_findable_at_once(world: World) -> None:

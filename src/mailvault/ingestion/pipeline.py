@@ -64,6 +64,7 @@ class _Item:
     message: Message | None = None
     stored: bool = False
     placements_added: int = 0
+    envelope_grew: bool = False
 
 
 @dataclass
@@ -300,7 +301,50 @@ class Ingestor:
                 for item in items:
                     if item.message is None:
                         item.message = recorded[item.sha256]
+            self._merge_envelopes(items, created)
             self._place(items, now, created)
+
+    def _merge_envelopes(self, items: list[_Item], created: set[int]) -> None:
+        """A message archived before (from a mailbox, say) and now journaled: the new
+        envelope's recipients (Bcc included) are added to the recorded ones, so that a
+        Compliance search finds it by who really got it, whichever copy came first. The
+        rows are re-read locked, so two ingests merging at once lose nothing."""
+        wanted = [
+            item
+            for item in items
+            if item.message is not None
+            and item.message.pk not in created
+            and item.request.envelope_recipients
+        ]
+        if not wanted:
+            return
+        ids = {item.message.pk for item in wanted if item.message is not None}
+        rows = {
+            m.pk: m
+            for m in Message.objects.select_for_update()
+            .filter(pk__in=ids)
+            .only("pk", "envelope_from", "envelope_recipients")
+        }
+        changed: set[int] = set()
+        for item in wanted:
+            assert item.message is not None
+            row = rows[item.message.pk]
+            recipients = list(row.envelope_recipients)
+            for recipient in item.request.envelope_recipients:
+                if recipient.casefold() not in recipients:
+                    recipients.append(recipient.casefold())
+            sender = row.envelope_from or item.request.envelope_from[:254]
+            if recipients != row.envelope_recipients or sender != row.envelope_from:
+                row.envelope_recipients, row.envelope_from = recipients, sender
+                changed.add(row.pk)
+                item.envelope_grew = True
+            item.message.envelope_recipients = row.envelope_recipients
+            item.message.envelope_from = row.envelope_from
+        for pk in changed:
+            Message.objects.filter(pk=pk).update(
+                envelope_recipients=rows[pk].envelope_recipients,
+                envelope_from=rows[pk].envelope_from,
+            )
 
     def _place(self, items: list[_Item], now: datetime, created: set[int]) -> None:
         """File the messages. ``created``: messages this batch recorded (they have no
@@ -358,7 +402,9 @@ class Ingestor:
         somewhere new (their mailbox list in the index changes), for the next commit."""
         todo: dict[int, _Item] = {}
         for item in items:
-            if item.message is not None and (item.stored or item.placements_added):
+            if item.message is not None and (
+                item.stored or item.placements_added or item.envelope_grew
+            ):
                 todo.setdefault(item.message.pk, item)
         chosen = list(todo.values())
         texts = steps.attachment_texts(self.extractor, [item.parsed for item in chosen])
