@@ -9,8 +9,7 @@ import re
 from typing import Any
 
 from django.contrib import messages
-from django.db.models import CharField, Count, OuterRef, Subquery
-from django.db.models.functions import Cast
+from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -19,10 +18,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from mailvault.directory import entra, services, sync
 from mailvault.directory.models import DirectoryService
 from mailvault.jobs import services as jobs
-from mailvault.jobs.models import JobRun, Schedule
 from mailvault.web.access import admin_view, signed_in_user
 from mailvault.web.forms_directory import NEW_INITIAL, DirectoryServiceForm, initial_for
-from mailvault.web.views.admin_jobs import is_htmx, schedule_dialog_url
+from mailvault.web.views.admin_jobs import is_htmx
+from mailvault.web.views.configurations import configuration_rows
 
 log = logging.getLogger("mailvault.web.directory")
 LIST_URL = "adminaccess:directory_services"
@@ -34,27 +33,8 @@ FLOW_RE = re.compile(r"^[A-Za-z0-9_-]{6,32}$")
 @admin_view
 @require_GET
 def service_list(request: HttpRequest) -> HttpResponse:
-    pk_text = Cast(OuterRef("pk"), output_field=CharField())
-    last_run = JobRun.objects.filter(
-        process_type=services.PROCESS_TYPE, config_type=services.CONFIG_TYPE, config_id=pk_text
-    ).order_by("-created_at", "-pk")
-    rows = []
-    schedules: dict[str, list[Schedule]] = {}
-    for s in Schedule.objects.filter(config_type=services.CONFIG_TYPE).order_by("pk"):
-        schedules.setdefault(s.config_id, []).append(s)
-    listed = DirectoryService.objects.annotate(
-        last_status=Subquery(last_run.values("status")[:1]),
-        last_run_id=Subquery(last_run.values("pk")[:1]),
-        user_count=Count("synced_objects__user"),
-    )
-    for service in listed:
-        rows.append(
-            {
-                "service": service,
-                "schedules": schedules.get(str(service.pk), []),
-                "schedule_url": schedule_dialog_url(services.PROCESS_TYPE, service),
-            }
-        )
+    listed = DirectoryService.objects.annotate(user_count=Count("synced_objects__user"))
+    rows = configuration_rows(listed, services.PROCESS_TYPE, "service")
     return render(
         request,
         "web/admin/directory/list.html",

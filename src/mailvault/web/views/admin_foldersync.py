@@ -3,46 +3,24 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.db.models import CharField, OuterRef, Subquery
-from django.db.models.functions import Cast
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from mailvault.jobs import services as jobs
-from mailvault.jobs.models import JobRun, Schedule
 from mailvault.sources.foldersync import services
 from mailvault.sources.models_foldersync import FolderSynchronization
-from mailvault.web.access import admin_view, signed_in_user
+from mailvault.web.access import admin_view
 from mailvault.web.forms_foldersync import FolderSyncForm, initial_for
-from mailvault.web.views.admin_jobs import schedule_dialog_url
-
-CONFIG_TYPE = FolderSynchronization._meta.label_lower
+from mailvault.web.views.configurations import configuration_rows, run_now
 
 
 @admin_view
 @require_GET
 def folder_sync_list(request: HttpRequest) -> HttpResponse:
-    pk_text = Cast(OuterRef("pk"), output_field=CharField())
-    last_run = JobRun.objects.filter(
-        process_type=services.PROCESS_TYPE, config_type=CONFIG_TYPE, config_id=pk_text
-    ).order_by("-created_at", "-pk")
-    syncs = FolderSynchronization.objects.select_related("directory_service").annotate(
-        last_status=Subquery(last_run.values("status")[:1]),
-        last_run_id=Subquery(last_run.values("pk")[:1]),
-    )
-    schedules: dict[str, list[Schedule]] = {}
-    for s in Schedule.objects.filter(config_type=CONFIG_TYPE).order_by("pk"):
-        schedules.setdefault(s.config_id, []).append(s)
-    rows = [
-        {
-            "sync": sync,
-            "schedules": schedules.get(str(sync.pk), []),
-            "schedule_url": schedule_dialog_url(services.PROCESS_TYPE, sync),
-        }
-        for sync in syncs
-    ]
+    syncs = FolderSynchronization.objects.select_related("directory_service")
+    rows = configuration_rows(syncs, services.PROCESS_TYPE, "sync")
     return render(
         request,
         "web/admin/foldersync/list.html",
@@ -87,15 +65,7 @@ def folder_sync_edit(request: HttpRequest, folder_sync_id: int) -> HttpResponse:
 @require_POST
 def folder_sync_run_now(request: HttpRequest, folder_sync_id: int) -> HttpResponse:
     sync = get_object_or_404(FolderSynchronization.objects, pk=folder_sync_id)
-    try:
-        run = jobs.run_now(
-            services.PROCESS_TYPE, sync, triggered_by=signed_in_user(request).username
-        )
-    except jobs.AlreadyRunning as exc:
-        messages.error(request, str(exc))
-        return redirect("adminaccess:run_detail", run_id=exc.run.pk)
-    messages.success(request, f"Folder synchronization {sync.name} queued.")
-    return redirect("adminaccess:run_detail", run_id=run.pk)
+    return run_now(request, services.PROCESS_TYPE, sync, "Folder synchronization")
 
 
 @admin_view

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.db.models import CharField, OuterRef, Subquery
-from django.db.models.functions import Cast
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -13,36 +11,16 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from mailvault.ingestion import file_import
 from mailvault.ingestion.models import ImportConfiguration
 from mailvault.jobs import services
-from mailvault.jobs.models import JobRun, Schedule
-from mailvault.web.access import admin_view, signed_in_user
+from mailvault.web.access import admin_view
 from mailvault.web.forms_jobs import ImportConfigForm, ImportUploadForm
-from mailvault.web.views.admin_jobs import schedule_dialog_url
-
-CONFIG_TYPE = ImportConfiguration._meta.label_lower
+from mailvault.web.views.configurations import configuration_rows, run_now
 
 
 @admin_view
 @require_GET
 def import_list(request: HttpRequest) -> HttpResponse:
-    pk_text = Cast(OuterRef("pk"), output_field=CharField())
-    last_run = JobRun.objects.filter(
-        process_type=file_import.PROCESS_TYPE, config_type=CONFIG_TYPE, config_id=pk_text
-    ).order_by("-created_at", "-pk")
-    configs = ImportConfiguration.objects.select_related("mailbox").annotate(
-        last_status=Subquery(last_run.values("status")[:1]),
-        last_run_id=Subquery(last_run.values("pk")[:1]),
-    )
-    schedules: dict[str, list[Schedule]] = {}
-    for s in Schedule.objects.filter(config_type=CONFIG_TYPE).order_by("pk"):
-        schedules.setdefault(s.config_id, []).append(s)
-    rows = [
-        {
-            "config": c,
-            "schedules": schedules.get(str(c.pk), []),
-            "schedule_url": schedule_dialog_url(file_import.PROCESS_TYPE, c),
-        }
-        for c in configs
-    ]
+    configs = ImportConfiguration.objects.select_related("mailbox")
+    rows = configuration_rows(configs, file_import.PROCESS_TYPE, "config")
     return render(
         request,
         "web/admin/imports.html",
@@ -112,15 +90,7 @@ def import_upload(request: HttpRequest) -> HttpResponse:
 @require_POST
 def import_run_now(request: HttpRequest, config_id: int) -> HttpResponse:
     config = get_object_or_404(ImportConfiguration.objects, pk=config_id)
-    try:
-        run = services.run_now(
-            file_import.PROCESS_TYPE, config, triggered_by=signed_in_user(request).username
-        )
-    except services.AlreadyRunning as exc:
-        messages.error(request, str(exc))
-        return redirect("adminaccess:run_detail", run_id=exc.run.pk)
-    messages.success(request, f"Import {config.name} queued.")
-    return redirect("adminaccess:run_detail", run_id=run.pk)
+    return run_now(request, file_import.PROCESS_TYPE, config, "Import")
 
 
 @admin_view

@@ -3,46 +3,24 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.db.models import CharField, OuterRef, Subquery
-from django.db.models.functions import Cast
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from mailvault.jobs import services as jobs
-from mailvault.jobs.models import JobRun, Schedule
 from mailvault.sources.models_profiles import ArchivingProfile
 from mailvault.sources.profiles import services
-from mailvault.web.access import admin_view, signed_in_user
+from mailvault.web.access import admin_view
 from mailvault.web.forms_profiles import ProfileForm, initial_for
-from mailvault.web.views.admin_jobs import schedule_dialog_url
-
-CONFIG_TYPE = ArchivingProfile._meta.label_lower
+from mailvault.web.views.configurations import configuration_rows, run_now
 
 
 @admin_view
 @require_GET
 def profile_list(request: HttpRequest) -> HttpResponse:
-    pk_text = Cast(OuterRef("pk"), output_field=CharField())
-    last_run = JobRun.objects.filter(
-        process_type=services.PROCESS_TYPE, config_type=CONFIG_TYPE, config_id=pk_text
-    ).order_by("-created_at", "-pk")
-    profiles = ArchivingProfile.objects.select_related("mailbox", "secret").annotate(
-        last_status=Subquery(last_run.values("status")[:1]),
-        last_run_id=Subquery(last_run.values("pk")[:1]),
-    )
-    schedules: dict[str, list[Schedule]] = {}
-    for s in Schedule.objects.filter(config_type=CONFIG_TYPE).order_by("pk"):
-        schedules.setdefault(s.config_id, []).append(s)
-    rows = [
-        {
-            "profile": p,
-            "schedules": schedules.get(str(p.pk), []),
-            "schedule_url": schedule_dialog_url(services.PROCESS_TYPE, p),
-        }
-        for p in profiles
-    ]
+    profiles = ArchivingProfile.objects.select_related("mailbox", "secret")
+    rows = configuration_rows(profiles, services.PROCESS_TYPE, "profile")
     return render(
         request,
         "web/admin/profiles/list.html",
@@ -90,15 +68,7 @@ def profile_edit(request: HttpRequest, profile_id: int) -> HttpResponse:
 @require_POST
 def profile_run_now(request: HttpRequest, profile_id: int) -> HttpResponse:
     profile = get_object_or_404(ArchivingProfile.objects, pk=profile_id)
-    try:
-        run = jobs.run_now(
-            services.PROCESS_TYPE, profile, triggered_by=signed_in_user(request).username
-        )
-    except jobs.AlreadyRunning as exc:
-        messages.error(request, str(exc))
-        return redirect("adminaccess:run_detail", run_id=exc.run.pk)
-    messages.success(request, f"Archiving profile {profile.name} queued.")
-    return redirect("adminaccess:run_detail", run_id=run.pk)
+    return run_now(request, services.PROCESS_TYPE, profile, "Archiving profile")
 
 
 @admin_view
