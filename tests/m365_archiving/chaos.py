@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from m365_emulator.testing import EmulatorHandle
+from sources.smtp_servers import Process as MailvaultProcess
 
 MAILVAULT = str(Path(sys.executable).with_name("mailvault"))
 DRIVER = str(Path(__file__).with_name("chaos_driver.py"))
@@ -147,32 +148,9 @@ class Driver:
         self.log.close()
 
 
-class Process:
-    """A ``mailvault`` command in its own session, so that SIGKILL takes its children too."""
-
-    def __init__(self, installation: Installation, name: str, *args: str) -> None:
-        self.installation, self.name, self.args = installation, name, args
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> Process:
-        self.starts += 1
-        with open(self.installation.root / f"{self.name}-{self.starts}.log", "wb") as log:
-            self.proc = subprocess.Popen(
-                [MAILVAULT, *self.args],
-                env=self.installation.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL the whole session: no shutdown code runs anywhere."""
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+class Process(MailvaultProcess):
+    """A ``mailvault`` command in its own session (SIGKILL takes its children too), whose
+    threads' stacks can be written to its log."""
 
     def dump_stacks(self) -> None:
         """Every thread's stack into the log (SIGUSR1, see Installation)."""
@@ -180,22 +158,6 @@ class Process:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGUSR1)
             time.sleep(0.5)
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def log_text(self) -> str:
-        return "\n".join(
-            p.read_text(errors="replace")
-            for p in sorted(self.installation.root.glob(f"{self.name}-*.log"))
-        )
 
 
 class Chaos(threading.Thread):
