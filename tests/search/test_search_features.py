@@ -67,7 +67,21 @@ def corpus(index: TenantIndex) -> TenantIndex:
     return index
 
 
+BODIES = {
+    1: "The automobile budget for the quarterly report is attached.",
+    2: "Automatic reminder: report lunch plans. hello world",
+    3: "world hello, said Maier. <script>alert(1)</script> & more",
+    4: "Viele Grüße und bis bald",
+}
+
+
+def bodies(message_ids: list[int]) -> dict[int, str]:
+    """The archive's side of a phrase check: body texts by message id."""
+    return {m: BODIES[m] for m in message_ids if m in BODIES}
+
+
 def ids(index: TenantIndex, query: str, scope: Scope = WHOLE, **kw: object) -> list[int]:
+    kw.setdefault("text_loader", bodies)
     return sorted(h.message_id for h in index.search(query, scope, **kw).hits)  # type: ignore[arg-type]
 
 
@@ -239,7 +253,7 @@ def test_hits_carry_display_fields(corpus: TenantIndex) -> None:
 
 
 def test_snippets_highlight_and_escape(corpus: TenantIndex) -> None:
-    (hit,) = corpus.search('"world hello"', WHOLE).hits
+    (hit,) = corpus.search('"world hello"', WHOLE, text_loader=bodies).hits
     assert "<b>world</b> <b>hello</b>" in hit.snippet_html
     assert "<script>" not in hit.snippet_html
     assert "&lt;script&gt;" in hit.snippet_html
@@ -275,13 +289,13 @@ def test_wildcards_fall_back_to_regex_when_expansion_is_too_large(
     assert any(regex == "me.er" for _, regex in corpus._regex_cache)
 
 
-def test_text_loader_supplies_full_text_for_snippets(corpus: TenantIndex) -> None:
+def test_a_phrase_check_supplies_full_text_for_snippets(corpus: TenantIndex) -> None:
     def loader(message_ids: list[int]) -> dict[int, str]:
         return {m: "far away the automobile <sits>" for m in message_ids}
 
-    (hit,) = corpus.search("automobile", WHOLE, text_loader=loader).hits
+    (hit,) = corpus.search('"the automobile"', WHOLE, text_loader=loader).hits
     # tantivy ends a fragment at its last token, so the trailing "&gt;" is cut.
-    assert hit.snippet_html.startswith("far away the <b>automobile</b> &lt;sits")
+    assert hit.snippet_html.startswith("far away <b>the</b> <b>automobile</b> &lt;sits")
 
 
 def test_search_refuses_bad_arguments(corpus: TenantIndex) -> None:

@@ -27,6 +27,7 @@ from mailvault.accounts.models import Group, User
 from mailvault.accounts.roles import Role
 from mailvault.archive.models import Folder, Mailbox, Message
 from mailvault.archive.services import create_mailbox
+from mailvault.compliance.matching import matching_ids
 from mailvault.ingestion.pipeline import ingest
 from mailvault.ingestion.types import IngestRequest, Target
 from mailvault.search.services import search_for_user
@@ -261,3 +262,20 @@ def test_search_for_user_stays_within_the_grants(
     assert found <= allowed
     if query in ("pineapple", "pine*", ""):
         assert found == allowed  # every message mentions pineapple
+
+
+def test_phrases_over_the_body_are_checked_against_the_archived_text(alpha: Alpha) -> None:
+    """The index keeps the body without positions; the phrase is checked against the
+    message text read back from the store (search._phrases, ingestion.body_texts)."""
+    client = client_for(alpha.reader)
+    assert search_ids(client, "pineapple team") == alpha.ids("Team pineapple sync")
+    assert search_ids(client, '"pineapple for the team"') == alpha.ids("Team pineapple sync")
+    assert search_ids(client, '"team the for pineapple"') == set()
+    # beta's "pineapple for beta" has the phrase too, in another tenant
+    assert search_ids(client, '"pineapple for"') == alpha.ids("Team pineapple sync")
+    assert search_ids(client, 'pineapple NOT "pineapple in"') == alpha.ids(
+        "Team pineapple sync", "Shared pineapple memo"
+    )
+    with tenant_context(alpha.tenant):
+        assert matching_ids('"pineapple merger"') == alpha.ids("Secret pineapple deal")
+        assert matching_ids('"merger pineapple"') == set()

@@ -7,11 +7,8 @@ hits with snippets; here only the message ids are read, from the fast field.
 
 from __future__ import annotations
 
-from tantivy import Occur, Query
-
+from mailvault.ingestion.body_texts import body_texts
 from mailvault.search import Scope, TenantIndex
-from mailvault.search._compile import Compiler
-from mailvault.search.index import _default_tz
 from mailvault.search.query import parse
 from mailvault.tenancy.context import current_tenant
 
@@ -24,26 +21,9 @@ def check_query(query: str) -> None:
 def matching_ids(query: str) -> set[int]:
     """Ids of every indexed message of the active tenant that ``query`` matches.
 
-    Raises on a malformed query or an unreadable index: callers that decide about
-    deletion let that propagate (fail closed).
+    Raises on a malformed query, an unreadable index, or a message whose body text
+    cannot be read to check a phrase: callers that decide about deletion let that
+    propagate (fail closed).
     """
     index = TenantIndex.open(current_tenant().pk)
-    node = parse(query)
-    searcher = index._searcher()
-    total = int(searcher.num_docs)
-    if not total:
-        return set()
-    compiler = Compiler(
-        index._schema, _default_tz(), True, searcher=searcher, regex_cache=index._regex_cache
-    )
-    compiled = compiler.compile(node)
-    final = Query.boolean_query(
-        [
-            (Occur.Must, compiled),
-            (Occur.Must, Query.const_score_query(index._scope_query(Scope.whole_tenant()), 0.0)),
-        ]
-    )
-    result = searcher.search(final, limit=total, count=False)
-    addresses = [address for _score, address in result.hits]
-    values = searcher.fast_field_values("message_id", addresses)
-    return {int(v) for v in values if v is not None}
+    return index.matching_ids(query, Scope.whole_tenant(), text_loader=body_texts, strict=True)

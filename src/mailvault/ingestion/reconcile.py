@@ -16,8 +16,9 @@ from mailvault.archive.store import store_for
 from mailvault.ingestion import steps
 from mailvault.ingestion.extract import Extractor
 from mailvault.ingestion.parse import parse_message
-from mailvault.search import TenantIndex
-from mailvault.tenancy.context import current_tenant
+from mailvault.search import IndexSchemaMismatch, TenantIndex
+from mailvault.tenancy.context import current_tenant, tenant_context
+from mailvault.tenancy.models import Tenant
 
 BATCH = 1000
 
@@ -76,9 +77,33 @@ def reconcile_index(progress: Callable[[int, int], None] | None = None) -> Recon
 
 
 def rebuild_index(progress: Callable[[int, int], None] | None = None) -> int:
-    """Rebuild the active tenant's index from the store (``mailvault reindex``)."""
-    index = TenantIndex.open(current_tenant().pk)
+    """Rebuild the active tenant's index from the store (``mailvault reindex``).
+
+    An index of an older schema is deleted first and built anew.
+    """
+    tenant_id = current_tenant().pk
+    try:
+        index = TenantIndex.open(tenant_id)
+    except IndexSchemaMismatch:
+        TenantIndex.destroy(tenant_id)
+        index = TenantIndex.open(tenant_id)
     index.clear()
     Message.objects.update(indexed=False)
     ids = sorted(Message.objects.values_list("pk", flat=True))
     return _index_ids(index, ids, progress)
+
+
+def upgrade_indexes(report: Callable[[str], None]) -> int:
+    """Rebuild every tenant index written with an older schema (at ``mailvault run``
+    after an upgrade); returns how many were rebuilt."""
+    rebuilt = 0
+    for tenant in Tenant.objects.order_by("pk"):
+        try:
+            TenantIndex.open(tenant.pk)
+        except IndexSchemaMismatch as exc:
+            report(f"{tenant.name}: {exc}; rebuilding it now")
+            with tenant_context(tenant):
+                count = rebuild_index()
+            report(f"{tenant.name}: {count} messages indexed")
+            rebuilt += 1
+    return rebuilt

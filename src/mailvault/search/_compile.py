@@ -8,14 +8,15 @@ of the user's text escaped.
 from __future__ import annotations
 
 import re
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time, tzinfo
 
 import tantivy
 from tantivy import FieldType, Occur, Query
 
 from mailvault.search import query as q
-from mailvault.search._schema import analyze
+from mailvault.search._schema import POSITIONLESS, analyze
 
 EXPANSION_LIMIT = 20_000  # candidate terms a prefixed wildcard may expand to
 HIGHLIGHT_EXPANSION = 64  # up to this many, expanded terms are scored and highlighted
@@ -45,6 +46,24 @@ _DEFAULT_PRIVILEGED = (
     (*_DEFAULT[1], "bcc_raw", "env_raw"),
 )
 PRIVILEGED_FIELDS = frozenset({"bcc"})
+
+
+@dataclass(frozen=True)
+class PhraseLeaf:
+    """A phrase over a field indexed without positions (see ``_schema.POSITIONLESS``).
+
+    ``words`` are index terms, or regular expressions (whole terms) when ``regex``.
+    """
+
+    field: str
+    words: tuple[str, ...]
+    regex: bool
+
+    def positional_query(self, schema: tantivy.Schema) -> Query:
+        """The phrase itself, for an index of the same field with positions."""
+        if self.regex:
+            return Query.regex_phrase_query(schema, self.field, _words(self.words))
+        return Query.phrase_query(schema, self.field, _words(self.words))
 
 
 def _escape(text: str) -> str:
@@ -79,6 +98,13 @@ class Compiler:
     for the prefix and the candidates are filtered with the same pattern in Python. Only
     patterns without a prefix ("*example.com") or with too many candidates fall back to
     regex queries, which ``regex_cache`` may keep between searches.
+
+    Phrases over positionless fields become :class:`PhraseLeaf` s, numbered in the order
+    met. Without ``verified`` each compiles to a query for a superset of the messages the
+    whole query matches: "all the phrase's words" where the phrase counts positively,
+    nothing where it is negated (so its NOT lets everything through). With ``verified``
+    (leaf number -> the message ids known to contain the phrase), each becomes exactly
+    those messages, and the query is exact for them.
     """
 
     def __init__(
@@ -88,6 +114,7 @@ class Compiler:
         privileged: bool,
         searcher: tantivy.Searcher | None = None,
         regex_cache: MutableMapping[tuple[str, str], Query] | None = None,
+        verified: Mapping[int, Sequence[int]] | None = None,
     ) -> None:
         self.schema = schema
         self.tz = tz
@@ -97,10 +124,23 @@ class Compiler:
         # Fields holding plain terms of the query: only those can get highlights
         # (tantivy's snippets ignore regex queries), so others skip snippet work.
         self.term_fields: set[str] = set()
+        self.verified = verified
+        self.phrase_leaves: list[PhraseLeaf] = []
+        self._negated = False
 
     def compile(self, node: q.Node) -> Query:
         """The query for ``node``; matches everything when nothing in it constrains."""
+        self.phrase_leaves = []
+        self._negated = False
         return self._node(node) or Query.all_query()
+
+    def _negation(self, node: q.Node) -> Query | None:
+        """``node`` compiled as the operand of a NOT."""
+        self._negated = not self._negated
+        try:
+            return self._node(node)
+        finally:
+            self._negated = not self._negated
 
     def _node(self, node: q.Node) -> Query | None:
         """None means "no constraint" (e.g. a word made only of punctuation)."""
@@ -117,7 +157,7 @@ class Compiler:
         if isinstance(node, q.HasAttachment):
             return Query.term_query(self.schema, "has_attachment", True)
         if isinstance(node, q.Not):
-            inner = self._node(node.child)
+            inner = self._negation(node.child)
             if inner is None:
                 return None
             return Query.boolean_query([(Occur.Must, Query.all_query()), (Occur.MustNot, inner)])
@@ -134,7 +174,7 @@ class Compiler:
         clauses: list[tuple[Occur, Query]] = []
         for child in node.children:
             if isinstance(child, q.Not):
-                inner = self._node(child.child)
+                inner = self._negation(child.child)
                 if inner is not None:
                     clauses.append((Occur.MustNot, inner))
             else:
@@ -185,6 +225,9 @@ class Compiler:
             for field in text_fields:
                 if len(terms) == 1:
                     out.append(Query.term_query(self.schema, field, terms[0]))
+                elif field in POSITIONLESS:
+                    words = [Query.term_query(self.schema, field, t) for t in terms]
+                    out.append(self._phrase_leaf(PhraseLeaf(field, tuple(terms), False), words))
                 else:
                     out.append(Query.phrase_query(self.schema, field, _words(terms)))
         if whole:
@@ -219,9 +262,24 @@ class Compiler:
         for field in text_fields:
             if len(regexes) == 1:
                 out.append(self._pattern(field, pieces[0]))
+            elif regexes and field in POSITIONLESS:
+                words = [self._pattern(field, p) for p in pieces]
+                out.append(self._phrase_leaf(PhraseLeaf(field, tuple(regexes), True), words))
             elif regexes:
                 out.append(Query.regex_phrase_query(self.schema, field, _words(regexes)))
         return _any(out) or Query.empty_query()
+
+    def _phrase_leaf(self, leaf: PhraseLeaf, words: list[Query]) -> Query:
+        number = len(self.phrase_leaves)
+        self.phrase_leaves.append(leaf)
+        if self.verified is not None:
+            ids = sorted(self.verified.get(number, ()))
+            if not ids:
+                return Query.empty_query()
+            return Query.term_set_query(self.schema, "message_id", ids)
+        if self._negated:
+            return Query.empty_query()
+        return Query.boolean_query([(Occur.Must, w) for w in words])
 
     def _pattern(self, field: str, pattern: str) -> Query:
         """Terms of ``field`` matching the wildcard ``pattern`` (whole term)."""

@@ -23,17 +23,19 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import tantivy
 from tantivy import Occur, Order, Query
 
+from mailvault.search import query as q
 from mailvault.search._compile import Compiler
 from mailvault.search._pageout import MergePageOut
+from mailvault.search._phrases import TextLoader, verified_leaves
 from mailvault.search._schema import SCHEMA_VERSION, build_schema, register_analyzers
 from mailvault.search.query import QuerySyntaxError, parse
 from mailvault.search.types import (
@@ -59,7 +61,12 @@ MAX_LIMIT = 1000
 _VERSION_FILE = "mailvault-index.json"
 _TENANT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
-TextLoader = Callable[[list[int]], dict[int, str]]
+# Phrases over the body are checked in batches of candidates (see search()): the first
+# batch covers a page several times over, later ones double up to this size.
+VERIFY_FIRST_BATCH = 200
+VERIFY_MAX_BATCH = 5_000
+# Up to this many candidates, every one is checked so the total is exact, not estimated.
+VERIFY_EXACT_TOTAL_UP_TO = 1_000
 
 # tantivy keeps dates as 64-bit nanoseconds (1677..2262); real mail says "year 102" too.
 _MIN_DATE = datetime(1678, 1, 1, tzinfo=UTC)
@@ -210,16 +217,24 @@ class TenantIndex:
                     raise
                 time.sleep(0.05)
 
-    def add(self, docs: Iterable[IndexDocument], *, replace: bool = True) -> int:
+    def add(
+        self,
+        docs: Iterable[IndexDocument],
+        *,
+        replace: bool = True,
+        fresh: Collection[int] = (),
+    ) -> int:
         """Index ``docs`` in one batch and commit; returns how many were added.
 
         With ``replace`` (the default) a message already indexed is replaced, so adding
         it again after it was filed into another mailbox updates its mailbox list.
+        ``fresh``: ids of messages that cannot be in the index yet (just recorded), which
+        skip that replacement (a delete per document that tantivy applies at commit).
         """
         count = 0
         with self._writer() as writer:
             for doc in docs:
-                if replace:
+                if replace and doc.message_id not in fresh:
                     writer.delete_documents_by_query(self._id_query(doc.message_id))
                 writer.add_document(self._document(doc))
                 count += 1
@@ -336,8 +351,14 @@ class TenantIndex:
 
         Raises :class:`QuerySyntaxError` (with a message for the user) for a malformed
         query. Dates in the query are calendar days in ``tz`` (default TIME_ZONE).
-        ``text_loader`` may supply full body texts by message id for snippets; without it
-        snippets come from the first PREVIEW_CHARS characters kept in the index.
+
+        ``text_loader`` gives body texts by message id. A phrase over the body needs it:
+        the body is indexed without positions, so the candidates (all the phrase's words)
+        are checked against their texts, in batches, in result order, until the page is
+        full. The hits are exact; the total is exact up to VERIFY_EXACT_TOTAL_UP_TO
+        candidates and estimated from the share checked beyond (``total_is_estimate``).
+        Snippets come from the first PREVIEW_CHARS characters kept in the index, or from
+        the whole text where a phrase check loaded it.
         """
         if not isinstance(scope, Scope):
             raise TypeError("search() needs a Scope: Scope.mailboxes(...) or whole_tenant()")
@@ -349,51 +370,181 @@ class TenantIndex:
         if scope.mailbox_ids is not None and not scope.mailbox_ids:
             return SearchResult(total=0, hits=[])
         searcher = self._searcher()
-        compiler = Compiler(
-            self._schema,
-            tz or _default_tz(),
-            scope.is_whole_tenant,
-            searcher=searcher,
-            regex_cache=self._regex_cache,
-        )
-        try:
-            user_query = compiler.compile(node)
-        except QuerySyntaxError:
-            raise
-        except ValueError as exc:  # e.g. a wildcard too large for the regex automaton
-            raise QuerySyntaxError(f"The query is too complex ({exc})") from None
-        final = Query.boolean_query(
-            [
-                (Occur.Must, user_query),
-                (Occur.Must, Query.const_score_query(self._scope_query(scope), 0.0)),
-            ]
-        )
-        if sort == "date":
-            result = searcher.search(
-                final, limit, count=True, order_by_field="date", offset=offset, order=Order.Desc
+        compiler = self._compiler(searcher, tz, scope.is_whole_tenant)
+        user_query = _compiled(compiler, node)
+        scope_query = Query.const_score_query(self._scope_query(scope), 0.0)
+        final = _all_of(user_query, scope_query)
+        if compiler.phrase_leaves:
+            return self._search_checked(
+                searcher, compiler, node, final, scope_query, sort, limit, offset, text_loader
             )
-        else:
-            result = searcher.search(final, limit, count=True, offset=offset)
-        hits = self._hits(searcher, user_query, compiler.term_fields, result, sort, text_loader)
+        result = self._run(searcher, final, sort, limit, offset, count=True)
+        hits = self._hits(searcher, user_query, compiler.term_fields, result.hits, sort, {})
         # ``count`` is missing from tantivy's type stubs, not from the object.
         total = int(getattr(result, "count", None) or 0)
         return SearchResult(total=total, hits=hits)
+
+    def matching_ids(
+        self, query: str, scope: Scope, *, text_loader: TextLoader, strict: bool = True
+    ) -> set[int]:
+        """Ids of every message ``query`` matches within ``scope`` (no paging, no snippets).
+
+        Phrases over the body are checked for every candidate. With ``strict`` (decisions
+        about deletion and holds) a candidate whose text cannot be read raises
+        ``UnverifiableMessages`` instead of counting as not matching.
+        """
+        node = parse(query)
+        if scope.mailbox_ids is not None and not scope.mailbox_ids:
+            return set()
+        searcher = self._searcher()
+        total = int(searcher.num_docs)
+        if not total:
+            return set()
+        compiler = self._compiler(searcher, None, scope.is_whole_tenant)
+        scope_query = Query.const_score_query(self._scope_query(scope), 0.0)
+        final = _all_of(_compiled(compiler, node), scope_query)
+        result = searcher.search(final, limit=total, count=False)
+        ids = self._message_ids(searcher, [address for _score, address in result.hits])
+        if not compiler.phrase_leaves:
+            return set(ids)
+        matched: set[int] = set()
+        for start in range(0, len(ids), VERIFY_MAX_BATCH):
+            batch = ids[start : start + VERIFY_MAX_BATCH]
+            found, _texts = verified_leaves(
+                compiler.phrase_leaves, batch, text_loader, strict=strict
+            )
+            exact = self._exact(searcher, compiler, node, found, scope_query, batch)
+            hits = searcher.search(exact, limit=len(batch), count=False).hits
+            matched.update(self._message_ids(searcher, [address for _score, address in hits]))
+        return matched
+
+    def _compiler(
+        self, searcher: tantivy.Searcher, tz: tzinfo | None, privileged: bool
+    ) -> Compiler:
+        return Compiler(
+            self._schema,
+            tz or _default_tz(),
+            privileged,
+            searcher=searcher,
+            regex_cache=self._regex_cache,
+        )
+
+    def _run(
+        self,
+        searcher: tantivy.Searcher,
+        query: Query,
+        sort: SortOrder,
+        limit: int,
+        offset: int,
+        *,
+        count: bool,
+    ) -> tantivy.SearchResult:
+        if sort == "date":
+            return searcher.search(
+                query, limit, count=count, order_by_field="date", offset=offset, order=Order.Desc
+            )
+        return searcher.search(query, limit, count=count, offset=offset)
+
+    @staticmethod
+    def _message_ids(searcher: tantivy.Searcher, addresses: list[tantivy.DocAddress]) -> list[int]:
+        if not addresses:
+            return []
+        return [
+            int(v) for v in searcher.fast_field_values("message_id", addresses) if v is not None
+        ]
+
+    def _exact(
+        self,
+        searcher: tantivy.Searcher,
+        compiler: Compiler,
+        node: q.Node,
+        found: dict[int, list[int]],
+        scope_query: Query,
+        batch: list[int],
+    ) -> Query:
+        """The query, exact for the messages of ``batch`` whose phrases were checked."""
+        exact = Compiler(
+            self._schema,
+            compiler.tz,
+            compiler.privileged,
+            searcher=searcher,
+            regex_cache=self._regex_cache,
+            verified=found,
+        )
+        in_batch = Query.term_set_query(self._schema, "message_id", sorted(batch))
+        return Query.boolean_query(
+            [
+                (Occur.Must, _compiled(exact, node)),
+                (Occur.Must, scope_query),
+                (Occur.Must, Query.const_score_query(in_batch, 0.0)),
+            ]
+        )
+
+    def _search_checked(
+        self,
+        searcher: tantivy.Searcher,
+        compiler: Compiler,
+        node: q.Node,
+        superset: Query,
+        scope_query: Query,
+        sort: SortOrder,
+        limit: int,
+        offset: int,
+        text_loader: TextLoader | None,
+    ) -> SearchResult:
+        """A search whose body phrases are checked batch by batch (see :meth:`search`).
+
+        Batches are consecutive ranges of the superset's order, so for date order the
+        exact hits come out in order; for relevance each batch is ordered by its exact
+        scores.
+        """
+        wanted = offset + limit
+        size = max(VERIFY_FIRST_BATCH, 4 * wanted)
+        result = self._run(searcher, superset, sort, size, 0, count=True)
+        candidates = int(getattr(result, "count", None) or 0)
+        check_all = candidates <= VERIFY_EXACT_TOTAL_UP_TO
+        hits: list[tuple[Any, tantivy.DocAddress]] = []
+        texts: dict[int, str] = {}
+        checked = 0
+        if result.hits and text_loader is None:
+            raise ValueError("a phrase over the body needs a text_loader to be checked")
+        while result.hits and text_loader is not None:
+            batch = self._message_ids(searcher, [address for _key, address in result.hits])
+            found, loaded = verified_leaves(
+                compiler.phrase_leaves, batch, text_loader, strict=False
+            )
+            exact = self._exact(searcher, compiler, node, found, scope_query, batch)
+            page = self._run(searcher, exact, sort, len(batch), 0, count=False).hits
+            hits.extend(page)
+            if len(hits) <= wanted:
+                for message_id in self._message_ids(searcher, [a for _k, a in page]):
+                    texts[message_id] = loaded.get(message_id, "")
+            checked += len(result.hits)
+            if checked >= candidates or (len(hits) >= wanted and not check_all):
+                break
+            size = min(VERIFY_MAX_BATCH, size * 2)
+            result = self._run(searcher, superset, sort, size, checked, count=False)
+        estimate = checked < candidates
+        total = len(hits)
+        if estimate and checked:
+            total = max(total, round(candidates * len(hits) / checked))
+        shown = self._hits(
+            searcher, superset, compiler.term_fields, hits[offset:wanted], sort, texts
+        )
+        return SearchResult(total=total, hits=shown, total_is_estimate=estimate)
 
     def _hits(
         self,
         searcher: tantivy.Searcher,
         user_query: Query,
         term_fields: set[str],
-        result: tantivy.SearchResult,
+        found: list[tuple[Any, tantivy.DocAddress]],
         sort: SortOrder,
-        text_loader: TextLoader | None,
+        texts: dict[int, str],
     ) -> list[SearchHit]:
-        if not result.hits:
+        if not found:
             return []
-        stored = [(key, searcher.doc(addr).to_dict()) for key, addr in result.hits]
-        texts: dict[int, str] = {}
-        if text_loader is not None:
-            texts = text_loader([int(d["message_id"][0]) for _, d in stored])
+        stored = [(key, searcher.doc(addr).to_dict()) for key, addr in found]
         body_gen = subject_gen = None
         if "body" in term_fields:
             body_gen = tantivy.SnippetGenerator.create(searcher, user_query, self._schema, "body")
@@ -408,7 +559,7 @@ class TenantIndex:
             mid = int(d["message_id"][0])
             subject = (d.get("subject") or [""])[0]
             text = texts.get(mid)
-            if text is None:
+            if not text:
                 text = b"".join(d.get("preview") or []).decode("utf-8", "replace")
             hits.append(
                 SearchHit(
@@ -423,6 +574,19 @@ class TenantIndex:
                 )
             )
         return hits
+
+
+def _compiled(compiler: Compiler, node: q.Node) -> Query:
+    try:
+        return compiler.compile(node)
+    except QuerySyntaxError:
+        raise
+    except ValueError as exc:  # e.g. a wildcard too large for the regex automaton
+        raise QuerySyntaxError(f"The query is too complex ({exc})") from None
+
+
+def _all_of(*queries: Query) -> Query:
+    return Query.boolean_query([(Occur.Must, x) for x in queries])
 
 
 def _add_party(fields: dict[str, list[object]], party: str, addresses: list[Address]) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from mailvault.accounts.models import User
 from mailvault.accounts.roles import Role
 from mailvault.archive.access import readable_mailbox_ids
+from mailvault.ingestion.body_texts import body_texts
 from mailvault.search.index import TenantIndex
 from mailvault.search.types import Scope, SearchResult, SortOrder
 from mailvault.tenancy.context import current_tenant
@@ -22,4 +23,6 @@ def search_for_user(
 ) -> SearchResult:
     """Raises QuerySyntaxError with a message for the user when the query is malformed."""
     index = TenantIndex.open(current_tenant().pk)
-    return index.search(query, scope_for(user), sort=sort, limit=limit, offset=offset)
+    return index.search(
+        query, scope_for(user), sort=sort, limit=limit, offset=offset, text_loader=body_texts
+    )

@@ -115,3 +115,6 @@ class SearchHit:
 class SearchResult:
     total: int
     hits: list[SearchHit]
+    # True when ``total`` is an estimate: a phrase over the body was checked only for the
+    # candidates needed for this page (see TenantIndex.search); the hits are exact.
+    total_is_estimate: bool = False

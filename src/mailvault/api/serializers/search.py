@@ -29,6 +29,10 @@ class SearchHitSerializer(serializers.Serializer):
 
 class SearchResultSerializer(serializers.Serializer):
     count = serializers.IntegerField()
+    count_is_estimate = serializers.BooleanField(
+        help_text="True when a phrase over the body was checked only as far as this page "
+        "needed: the results are exact, the count is an estimate."
+    )
     page = serializers.IntegerField()
     page_size = serializers.IntegerField()
     results = SearchHitSerializer(many=True)

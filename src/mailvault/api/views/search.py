@@ -60,5 +60,11 @@ class Search(ApiView):
             }
             for h in result.hits
         ]
-        body = {"count": result.total, "page": page, "page_size": size, "results": hits}
+        body = {
+            "count": result.total,
+            "count_is_estimate": result.total_is_estimate,
+            "page": page,
+            "page_size": size,
+            "results": hits,
+        }
         return Response(s.SearchResultSerializer(body).data)

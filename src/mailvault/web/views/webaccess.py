@@ -182,6 +182,7 @@ def search(request: HttpRequest) -> HttpResponse:
             "error": error,
             "hits": hits,
             "total": result.total if result else 0,
+            "total_is_estimate": bool(result and result.total_is_estimate),
             "page_number": page_number,
             "has_next": bool(result and result.total > page_number * PAGE_SIZE),
         },

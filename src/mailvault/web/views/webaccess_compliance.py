@@ -70,6 +70,7 @@ def search(request: HttpRequest) -> HttpResponse:
             "rows": rows,
             "held": held,
             "total": result.total if result else 0,
+            "total_is_estimate": bool(result and result.total_is_estimate),
             "page_number": page,
             "has_next": bool(result and result.total > page * PAGE_SIZE),
             "delete_form": DeleteForm(),

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from mailvault.ingestion.reconcile import upgrade_indexes
 from mailvault.supervisor import Service, Supervisor, python_module
 from mailvault.tenancy.models import Tenant
 from mailvault.tenancy.provisioning import ProvisioningError, provision_tenant
@@ -37,6 +38,7 @@ class Command(BaseCommand):
             raise CommandError(f"--port {options['port']} is not a TCP port")
         if not options["no_setup"]:
             call_command("migrate", interactive=False, verbosity=0)
+            upgrade_indexes(self.stdout.write)
             call_command("collectstatic", interactive=False, verbosity=0)
             if options["demo_tenant"]:
                 self._ensure_demo_tenant(options["demo_tenant"])

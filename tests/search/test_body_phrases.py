@@ -1,0 +1,124 @@
+"""Phrases over the body, which the index keeps without positions (see search._phrases).
+
+The index answers "all the words"; the phrase itself is checked against the texts a
+loader returns. These tests pin that the results are exactly those of a positional
+index, under NOT, OR and wildcards, with exact or estimated totals.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from mailvault.search import Scope, TenantIndex
+from mailvault.search._phrases import UnverifiableMessages
+
+from .conftest import make_doc
+
+WHOLE = Scope.whole_tenant()
+
+TEXTS = {
+    1: "please send the data frame to me",
+    2: "the frame holds data, not a data-frame? no: a frame of data",
+    3: "Data Frame objects, and data frames",
+    4: "nothing to see here",
+    5: "wildcard corner: fooexample.com and bar example.org",
+}
+
+
+def loader(message_ids: list[int]) -> dict[int, str]:
+    return {m: TEXTS[m] for m in message_ids if m in TEXTS}
+
+
+@pytest.fixture
+def corpus(index: TenantIndex) -> TenantIndex:
+    base = datetime(2024, 1, 1, tzinfo=UTC)
+    index.add(
+        [
+            make_doc(m, body=text, subject=f"s{m}", date=base + timedelta(days=m))
+            for m, text in TEXTS.items()
+        ]
+    )
+    return index
+
+
+def found(index: TenantIndex, query: str) -> list[int]:
+    result = index.search(query, WHOLE, text_loader=loader)
+    assert not result.total_is_estimate
+    assert result.total == len(result.hits)
+    return sorted(h.message_id for h in result.hits)
+
+
+def test_words_in_any_order_match_but_the_phrase_needs_them_adjacent(corpus: TenantIndex) -> None:
+    assert found(corpus, "data frame") == [1, 2, 3]
+    # message 2 has "data-frame": the tokenizer splits at "-", so it is the phrase too
+    assert found(corpus, '"data frame"') == [1, 2, 3]
+    assert found(corpus, '"frame holds data"') == [2]
+    assert found(corpus, '"frame data"') == []
+    assert found(corpus, '"frame of data"') == [2]
+    assert found(corpus, 'body:"data frames"') == [3]
+
+
+def test_negated_and_alternative_phrases_are_exact(corpus: TenantIndex) -> None:
+    # A negated phrase must not exclude messages that only have the words.
+    assert found(corpus, 'data NOT "send the data"') == [2, 3]
+    assert found(corpus, 'NOT "data frame"') == [4, 5]
+    assert found(corpus, '"send the data" OR "frame holds"') == [1, 2]
+    assert found(corpus, '"send the data" OR subject:s4') == [1, 4]
+    assert found(corpus, '("data frame" AND objects) OR "nothing to"') == [3, 4]
+
+
+def test_wildcard_phrases_over_the_body(corpus: TenantIndex) -> None:
+    # a wildcard word with punctuation is a regex phrase: [fooexample, co.*]
+    assert found(corpus, "body:fooexample.co*") == [5]
+    assert found(corpus, "body:bar.example.o?g") == [5]
+    assert found(corpus, "body:foo*.org") == []  # fooexample is followed by com
+    # "*example.com" is the regex phrase [.*example, com]: "bar example.org" is not it
+    assert found(corpus, "body:*example.com") == [5]
+
+
+def test_without_a_loader_a_phrase_with_candidates_is_refused(corpus: TenantIndex) -> None:
+    with pytest.raises(ValueError, match="text_loader"):
+        corpus.search('"data frame"', WHOLE)
+    # no candidate, nothing to check: no loader needed
+    assert corpus.search('"zebra crossing"', WHOLE).total == 0
+
+
+def test_messages_whose_text_cannot_be_read(corpus: TenantIndex) -> None:
+    def partial(message_ids: list[int]) -> dict[int, str]:
+        return {m: TEXTS[m] for m in message_ids if m != 1}
+
+    # Interactive search: an unreadable message matches no phrase ...
+    assert [
+        h.message_id for h in corpus.search('"send the data"', WHOLE, text_loader=partial).hits
+    ] == []
+    # ... compliance decisions fail closed instead.
+    with pytest.raises(UnverifiableMessages, match="1 message"):
+        corpus.matching_ids('"send the data"', WHOLE, text_loader=partial)
+    assert corpus.matching_ids('"frame holds data"', WHOLE, text_loader=loader) == {2}
+    assert corpus.matching_ids('data NOT "send the data"', WHOLE, text_loader=loader) == {2, 3}
+
+
+def test_totals_are_exact_or_estimated_and_paging_stays_exact(index: TenantIndex) -> None:
+    base = datetime(2020, 1, 1, tzinfo=UTC)
+    texts = {m: ("alpha beta gamma" if m % 3 == 0 else "beta alpha gamma") for m in range(1, 3001)}
+    index.add([make_doc(m, body=t, date=base + timedelta(hours=m)) for m, t in texts.items()])
+    calls: list[int] = []
+
+    def counting(message_ids: list[int]) -> dict[int, str]:
+        calls.append(len(message_ids))
+        return {m: texts[m] for m in message_ids}
+
+    truth = sorted((m for m, t in texts.items() if t.startswith("alpha beta")), reverse=True)
+    first = index.search('"alpha beta"', WHOLE, limit=20, text_loader=counting)
+    assert [h.message_id for h in first.hits] == truth[:20]  # newest first, all real
+    assert first.total_is_estimate
+    assert abs(first.total - len(truth)) <= len(truth) * 0.1
+    assert sum(calls) < 3000  # only what the page needed was read
+    deep = index.search('"alpha beta"', WHOLE, limit=50, offset=900, text_loader=counting)
+    assert [h.message_id for h in deep.hits] == truth[900:950]
+    assert index.matching_ids('"alpha beta"', WHOLE, text_loader=counting) == set(truth)
+    few = index.search('"alpha beta" date:2020-01-01..2020-01-20', WHOLE, text_loader=counting)
+    assert not few.total_is_estimate
+    assert few.total == len([m for m in truth if m < 20 * 24])  # the 20th inclusive
