@@ -200,3 +200,22 @@ def test_id_filters_select_exactly_the_ids(world: World) -> None:
             else:
                 selected += range(terms["pk__gte"], terms["pk__lte"] + 1)
         assert sorted(selected) == sorted(set(ids))
+
+
+def test_background_index_commits_mark_messages_only_once_committed(world: World) -> None:
+    """``index_in_background``: commits run beside the ingestion, one at a time; a message
+    is marked indexed only after its commit, and the last commit is waited for at exit."""
+    with Ingestor(index_every=3, index_in_background=True) as ingestor:
+        for n in range(10):
+            ingestor.add(IngestRequest(mail(n), FILE, targets=[Target(world.ops, "Inbox")]))
+            ingestor.flush()
+            ingestor.commit_index()
+            commit = ingestor._index_commit
+            if commit is not None:  # handed over: marked only once the next one waits for it
+                pending = [d.message_id for d in commit.documents]
+                assert not Message.objects.filter(pk__in=pending, indexed=True).exists()
+    assert ingestor._index_commit is None
+    assert Message.objects.filter(indexed=False).count() == 0
+    index = TenantIndex.open(world.tenant.pk)
+    assert index.count() == 10
+    assert search_for_user(world.ops_reader, "word7").total == 1

@@ -130,8 +130,15 @@ class Placement(TenantOwned):
     """A message filed in one folder of one mailbox."""
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="placements")
-    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="placements")
-    folder = models.ForeignKey(Folder, on_delete=models.CASCADE, related_name="placements")
+    # No one-column indexes for these two: the (mailbox, …) indexes and the (folder,
+    # message) constraint below start with them. Every index costs each insert of a bulk
+    # import, and placements are the most numerous rows.
+    mailbox = models.ForeignKey(
+        Mailbox, on_delete=models.CASCADE, related_name="placements", db_index=False
+    )
+    folder = models.ForeignKey(
+        Folder, on_delete=models.CASCADE, related_name="placements", db_index=False
+    )
     source_ref = models.CharField(
         max_length=512, blank=True, help_text="The source's own id (Graph id, IMAP UID, path)."
     )

@@ -120,6 +120,7 @@ def run_import(
         index_interval_s=15.0,
         workers=workers,
         keep_results=False,
+        index_in_background=True,
     ) as ingestor:
         for path in paths:
             for entry in iter_items(path, allowed_roots=roots or None):

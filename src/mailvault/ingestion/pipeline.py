@@ -16,6 +16,7 @@ store will deduplicate on the next attempt, or messages with ``indexed=False`` t
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -76,6 +77,35 @@ class _Queued:
     placements: int
 
 
+class _IndexCommit(threading.Thread):
+    """One index commit running beside the ingestion (``index_in_background``).
+
+    tantivy releases the GIL while it commits and merges, so the next batches are
+    parsed, stored and recorded meanwhile; the messages are marked indexed by the
+    ingesting thread once the commit is known to have succeeded.
+    """
+
+    def __init__(self, tenant_id: int, documents: list[IndexDocument]) -> None:
+        super().__init__(name="index-commit", daemon=True)
+        self.tenant_id = tenant_id
+        self.documents = documents
+        self.error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            TenantIndex.open(self.tenant_id).add(self.documents)
+        except BaseException as exc:  # handed to the ingesting thread by wait()
+            self.error = exc
+
+    def wait(self) -> list[int]:
+        """The ids committed; raises what the commit raised."""
+        self.join()
+        if self.error is not None:
+            raise self.error
+        return [d.message_id for d in self.documents]
+
+
 class Ingestor:
     """Batching front of the pipeline for the active tenant. Use as a context manager,
     ``add()`` requests, read results from ``flush()`` (called for you every
@@ -95,13 +125,16 @@ class Ingestor:
         index_interval_s: float = 2.0,
         workers: int = 0,
         keep_results: bool = True,
+        index_in_background: bool = False,
     ) -> None:
         """``index_every``/``index_interval_s``: commit the search index once this many
         messages wait or this much time has passed (bulk imports commit rarely; a single
         message is searchable at once). ``workers``: processes that parse and prepare
         the stored form in parallel (bulk imports; 0 = all in this process).
         ``keep_results=False``: ``results`` stays empty (a bulk import reads each batch's
-        results from ``flush()``; keeping them all would grow with the import)."""
+        results from ``flush()``; keeping them all would grow with the import).
+        ``index_in_background``: ``commit_index()`` returns while tantivy commits (one
+        commit at a time); the last one is waited for at exit (bulk imports)."""
         self.tenant = current_tenant()
         self.batch_size = batch_size
         self.max_batch_bytes = max_batch_bytes
@@ -124,6 +157,8 @@ class Ingestor:
         self._pool: PreparePool | None = None
         self._last_index = time.monotonic()
         self._recorded_since_stats = 0
+        self.index_in_background = index_in_background
+        self._index_commit: _IndexCommit | None = None
 
     def __enter__(self) -> Ingestor:
         return self
@@ -133,10 +168,14 @@ class Ingestor:
             if exc[0] is None:
                 self.flush()
                 self.commit_index()
+                self.finish_index()
         finally:
             self.close()
 
     def close(self) -> None:
+        if self._index_commit is not None:  # an error elsewhere: let it end, mark nothing
+            self._index_commit.join()
+            self._index_commit = None
         if self._pool is not None:
             if self._inflight is not None:  # abandoned (an error): nothing of it was written
                 self._pool.terminate()
@@ -439,9 +478,20 @@ class Ingestor:
                 where = steps.placements(changed)
                 for pk in changed:
                     steps.place_document(queued[pk].document, where.get(pk, []))
-            TenantIndex.open(self.tenant.pk).add([q.document for q in queued.values()])
-            steps.mark_indexed(ids)
+            documents = [q.document for q in queued.values()]
+            if self.index_in_background:
+                self.finish_index()
+                self._index_commit = _IndexCommit(self.tenant.pk, documents)
+            else:
+                TenantIndex.open(self.tenant.pk).add(documents)
+                steps.mark_indexed(ids)
         self._last_index = time.monotonic()
+
+    def finish_index(self) -> None:
+        """Wait for the commit running in the background (if any); mark its messages."""
+        commit, self._index_commit = self._index_commit, None
+        if commit is not None:
+            steps.mark_indexed(commit.wait())
 
     def _folder(self, mailbox: Mailbox, path: str) -> Folder:
         key = (mailbox.pk, path.strip("/"))

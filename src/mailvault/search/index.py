@@ -23,7 +23,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -217,24 +217,16 @@ class TenantIndex:
                     raise
                 time.sleep(0.05)
 
-    def add(
-        self,
-        docs: Iterable[IndexDocument],
-        *,
-        replace: bool = True,
-        fresh: Collection[int] = (),
-    ) -> int:
+    def add(self, docs: Iterable[IndexDocument], *, replace: bool = True) -> int:
         """Index ``docs`` in one batch and commit; returns how many were added.
 
         With ``replace`` (the default) a message already indexed is replaced, so adding
         it again after it was filed into another mailbox updates its mailbox list.
-        ``fresh``: ids of messages that cannot be in the index yet (just recorded), which
-        skip that replacement (a delete per document that tantivy applies at commit).
         """
         count = 0
         with self._writer() as writer:
             for doc in docs:
-                if replace and doc.message_id not in fresh:
+                if replace:
                     writer.delete_documents_by_query(self._id_query(doc.message_id))
                 writer.add_document(self._document(doc))
                 count += 1
