@@ -81,10 +81,14 @@ def run_import(
         count = estimate_total(path)
         total = None if count is None or total is None else total + count
     pending: list[ImportItem] = []
+    # Into a mailbox with nothing filed yet, nothing can have been imported before: the
+    # lookup of what an earlier (killed) run did is skipped. Correctness never rests on it
+    # (the store and the placements deduplicate); it saves re-reading and counts "skipped".
+    resuming = Placement.objects.filter(mailbox=mailbox).exists()
 
     def flush(ingestor: Ingestor) -> None:
         refs = [item.source_ref for item in pending]
-        done = _done_refs(mailbox, refs)
+        done = _done_refs(mailbox, refs) if resuming else set()
         for item in pending:
             if item.source_ref in done:
                 report.skipped += 1
