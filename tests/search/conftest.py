@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from mailvault.search import Address, IndexDocument, TenantIndex
+from mailvault.search import index as index_module
 
 
 def make_doc(message_id: int, **kw: Any) -> IndexDocument:
@@ -17,6 +18,13 @@ def make_doc(message_id: int, **kw: Any) -> IndexDocument:
     kw.setdefault("date", datetime(2024, 1, 1, 12, tzinfo=UTC))
     kw.setdefault("sender", Address("someone@example.net", "Some One"))
     return IndexDocument(message_id=message_id, **kw)
+
+
+@pytest.fixture(autouse=True)
+def no_archive_texts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests use the index as a library: phrase checks get only the texts a test
+    hands them, never the archive's (the Django app's default loader)."""
+    monkeypatch.setattr(index_module, "default_text_loader", None)
 
 
 @pytest.fixture

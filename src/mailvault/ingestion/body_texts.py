@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 
 from mailvault.archive.models import Message
 from mailvault.archive.store import StoreError, store_for
 from mailvault.ingestion.parse import parse_message
-from mailvault.tenancy.context import current_tenant
+from mailvault.tenancy.context import current_tenant, tenant_context
+from mailvault.tenancy.models import Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,20 @@ def body_texts(message_ids: list[int]) -> dict[int, str]:
             found[message_id] = parse_message(raw).body_text
             _remember(tenant_id, message_id, found[message_id])
     return found
+
+
+def loader_for(tenant_key: str) -> Callable[[list[int]], dict[int, str]] | None:
+    """A loader of body texts for the tenant whose index key is ``tenant_key`` (its
+    primary key), usable outside that tenant's context; None if there is no such tenant."""
+    tenant = Tenant.objects.filter(pk=int(tenant_key)).first() if tenant_key.isdigit() else None
+    if tenant is None:
+        return None
+
+    def load(message_ids: list[int]) -> dict[int, str]:
+        with tenant_context(tenant):
+            return body_texts(message_ids)
+
+    return load
 
 
 def _remember(tenant_id: int, message_id: int, text: str) -> None:

@@ -61,6 +61,11 @@ MAX_LIMIT = 1000
 _VERSION_FILE = "mailvault-index.json"
 _TENANT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
+# Where phrase checks get body texts when search() is not given a loader: set by the
+# Django app (search.apps) to read them from the archive; the library knows no archive.
+# Tenant key -> loader, or None when that tenant has none.
+default_text_loader: Callable[[str], TextLoader | None] | None = None
+
 # Phrases over the body are checked in batches of candidates (see search()): the first
 # batch covers a page several times over, later ones double up to this size.
 VERIFY_FIRST_BATCH = 200
@@ -344,7 +349,8 @@ class TenantIndex:
         Raises :class:`QuerySyntaxError` (with a message for the user) for a malformed
         query. Dates in the query are calendar days in ``tz`` (default TIME_ZONE).
 
-        ``text_loader`` gives body texts by message id. A phrase over the body needs it:
+        ``text_loader`` gives body texts by message id (default: ``default_text_loader``
+        for this tenant). A phrase over the body needs it:
         the body is indexed without positions, so the candidates (all the phrase's words)
         are checked against their texts, in batches, in result order, until the page is
         full. The hits are exact; the total is exact up to VERIFY_EXACT_TOTAL_UP_TO
@@ -367,6 +373,8 @@ class TenantIndex:
         scope_query = Query.const_score_query(self._scope_query(scope), 0.0)
         final = _all_of(user_query, scope_query)
         if compiler.phrase_leaves:
+            if text_loader is None and default_text_loader is not None:
+                text_loader = default_text_loader(self.tenant_id)
             return self._search_checked(
                 searcher, compiler, node, final, scope_query, sort, limit, offset, text_loader
             )

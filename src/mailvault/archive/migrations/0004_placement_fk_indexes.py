@@ -5,20 +5,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('archive', '0003_placement_source_ref_index'),
+        ("archive", "0003_placement_source_ref_index"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='placement',
-            name='folder',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='placements', to='archive.folder'),
+            model_name="placement",
+            name="folder",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="placements",
+                to="archive.folder",
+            ),
         ),
         migrations.AlterField(
-            model_name='placement',
-            name='mailbox',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='placements', to='archive.mailbox'),
+            model_name="placement",
+            name="mailbox",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="placements",
+                to="archive.mailbox",
+            ),
         ),
     ]
