@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from mailvault.archive.models import Mailbox, Message
 from mailvault.archive.store import BlobStore, StoreError, store_for
-from mailvault.archive.store.records import KIND_RECIPE, PACK_HEADER_SIZE, ScannedRecord, scan
+from mailvault.archive.store.maintenance import message_shas_in_packs
 from mailvault.compliance import audit
 from mailvault.compliance.models_audit import StoreVerification
 from mailvault.compliance.models_retention import DeletionLogEntry, PendingPurge
@@ -119,20 +119,9 @@ class RecoverReport:
 
 
 def _message_shas(store: BlobStore) -> Iterator[tuple[int, list[str]]]:
-    """(pack id, SHA-256 of every whole message record in it), pack by pack.
-
-    Reads the record headers of the pack files themselves (not the index), which name
-    each record's kind and SHA-256 without decrypting it.
-    """
-    packs = store._packs  # the store package has no public pack walk; read-only use
-    for pack in packs.ids():
-        path = packs.path(pack)
-        shas: list[str] = []
-        with open(path, "rb") as handle:
-            for item in scan(handle, PACK_HEADER_SIZE, path.stat().st_size, resync=True):
-                if isinstance(item, ScannedRecord) and item.header.kind == KIND_RECIPE:
-                    shas.append(item.header.sha256.hex())
-        yield pack, shas
+    """(pack id, SHA-256 of every whole message in it), pack by pack, read from the pack
+    files themselves (not the index); messages inside block records included."""
+    return message_shas_in_packs(store)
 
 
 def _deleted_on_purpose(shas: list[str]) -> set[str]:

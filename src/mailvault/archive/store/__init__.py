@@ -1,9 +1,11 @@
 """The archive's byte-exact blob store (DESIGN.md §3).
 
 Messages are stored per tenant, content-addressed by the SHA-256 of their original
-bytes, once; large base64 bodies (attachments) are stored once across messages; every
-record is zstd-compressed and AES-256-GCM-encrypted with the tenant's data key, in
-append-only pack files with a SQLite index beside them.
+bytes, once; large base64 bodies (attachments) are stored once across messages; small
+messages are gathered into blocks of consecutive messages (:mod:`.blocks`), which
+compress to about half of what each would alone; every record (chunk, message or block)
+is zstd-compressed and AES-256-GCM-encrypted with the tenant's data key, in append-only
+pack files with a SQLite index beside them.
 
 Library use (no Django needed)::
 
@@ -14,10 +16,10 @@ Library use (no Django needed)::
         raw = store.get(ref.sha256)
         with store.open(ref.sha256) as reader:   # streaming, bounded memory
             ...
-        # A pipeline seals messages in parallel (thread-safe, no lock) and only the
+        # A pipeline prepares messages in parallel (thread-safe, no lock) and only the
         # append runs under the tenant's single-writer lock:
-        prepared = store.prepare(raw)            # hash, split, zstd, AES-GCM
-        ref = store.put_prepared(prepared, durable=False)
+        prepared = store.prepare(raw)            # hash, split; zstd + AES-GCM of chunks
+        ref = store.put_prepared(prepared, durable=False)   # small ones join a block
 
 Big messages are put as a binary stream (``store.put(open(path, "rb"))``) and read
 with ``store.open``: memory then stays at a few MiB whatever the message size.

@@ -8,11 +8,17 @@ Durability contract:
 * ``put(raw)`` (``durable=True``, the default) returns once the records are fsynced
   and the index has committed them.
 * Inside ``with store.batch():`` (or ``put_many``) and with ``put(raw, durable=False)``
-  the data is written to the pack at once, readable through this store object at once,
-  and made durable by one fsync and one index commit when the batch ends, at
-  ``flush()``/``close()``, or automatically every ``autoflush_records`` records or
-  ``autoflush_bytes`` bytes. A crash before that loses at most those puts; records that
-  did reach the disk whole are re-indexed by the next writer, a torn one is cut off.
+  the data is readable through this store object at once, and made durable by one fsync
+  and one index commit when the batch ends, at ``flush()``/``close()``, or automatically
+  every ``autoflush_records`` records or ``autoflush_bytes`` bytes. A crash before that
+  loses at most those puts; records that did reach the disk whole are re-indexed by the
+  next writer, a torn one is cut off.
+
+Small messages (a recipe under ``blocks.MEMBER_MAX``) are not written one by one: they
+gather in an open block in memory (readable from there, and deduplicated against), which
+is sealed and appended as one record once it holds ``block_target`` bytes, and always
+before a flush; a durable put therefore returns once its block is on disk and committed.
+Their base64 chunks are records of their own, written as they come.
 
 Concurrency: one writer per tenant store at a time, enforced with ``flock`` on
 ``write.lock`` from a writer's first write until its flush; any number of readers (in
@@ -36,13 +42,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from mailvault.archive.store import chunking
+from mailvault.archive.store import blocks, chunking
+from mailvault.archive.store.blocks import BlockCache, Member, PendingBlock
 from mailvault.archive.store.codec import RecordCodec, key_check
 from mailvault.archive.store.errors import (
     BlobNotFound,
     CorruptRecord,
-    IntegrityError,
-    StoreAuthError,
     StoreError,
     StoreLocked,
     WrongKeyError,
@@ -56,20 +61,18 @@ from mailvault.archive.store.maintenance import (
 )
 from mailvault.archive.store.packs import PackFiles, fsync_dir, write_all
 from mailvault.archive.store.reader import BlobReader
-from mailvault.archive.store.recipe import ChunkRef, RecipeBuilder
+from mailvault.archive.store.reads import RecordReads
+from mailvault.archive.store.recipe import RecipeBuilder
 from mailvault.archive.store.records import (
-    HEADER_SIZE,
     KIND_CHUNK,
-    KIND_NAMES,
     KIND_RECIPE,
     PACK_HEADER_SIZE,
-    TRAILER_SIZE,
-    parse_header,
+    RECORD_MAGIC,
 )
 
 READ_BLOCK = 1024 * 1024
 STREAM_ABOVE = 8 * 1024 * 1024  # bigger messages given as bytes are still split as streams
-_FORMAT = b"1"
+_FORMAT = b"2"  # 2: block records
 
 
 @dataclass(frozen=True)
@@ -84,12 +87,18 @@ class BlobRef:
 
 @dataclass(frozen=True)
 class PreparedBlob:
-    """A message sealed into records, ready to append (see :meth:`BlobStore.prepare`)."""
+    """A message made ready to append (see :meth:`BlobStore.prepare`): its chunks sealed,
+    and its recipe either sealed as a record of its own (a big recipe) or, for a message
+    that goes into a block, as plaintext; the block is sealed by the writer."""
 
     sha256: bytes
     size: int
     chunks: tuple[tuple[bytes, int, bytes], ...]  # (sha256, size, sealed record)
-    recipe: bytes  # the sealed recipe record
+    recipe: bytes  # a sealed record (starts "MVR1") or recipe plaintext (starts "R1")
+
+    @property
+    def sealed(self) -> bool:
+        return self.recipe[:4] == RECORD_MAGIC
 
 
 def _digest(sha256: str) -> bytes:
@@ -102,7 +111,7 @@ def _digest(sha256: str) -> bytes:
     return digest
 
 
-class BlobStore:
+class BlobStore(RecordReads):
     def __init__(
         self,
         root: Path | str,
@@ -113,6 +122,7 @@ class BlobStore:
         lock_timeout: float | None = 60.0,
         autoflush_records: int = 10_000,
         autoflush_bytes: int = 64 * 1024 * 1024,
+        block_target: int = blocks.TARGET,
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -120,11 +130,14 @@ class BlobStore:
         self.lock_timeout = lock_timeout
         self.autoflush_records = autoflush_records
         self.autoflush_bytes = autoflush_bytes
+        self.block_target = block_target
         self._codec = RecordCodec(data_key, level=compression_level)
         self._key_check = key_check(data_key)
         self._packs = PackFiles(self.root / "packs")
         self._index = Index(self.root / "index.sqlite3")
         self._lock = threading.RLock()
+        self._pending = PendingBlock()  # guarded by _lock; only while the writer lock is held
+        self._block_cache = BlockCache()
         self._lock_fd: int | None = None
         self._append_fd: int | None = None
         self._append_pack = 0
@@ -162,10 +175,12 @@ class BlobStore:
         return self.put_prepared(self._prepare(raw, digest), durable=durable)
 
     def prepare(self, raw: bytes) -> PreparedBlob:
-        """Hash, split, compress and encrypt a message without touching the store.
+        """Hash and split a message, compress and encrypt its chunks (and its recipe, if
+        too big for a block), without touching the store.
 
         Thread-safe and lock-free: a pipeline can prepare in parallel and hand the
-        results to :meth:`put_prepared`, which only appends and indexes.
+        results to :meth:`put_prepared`, which appends and indexes; a small message's
+        recipe is sealed there, with its neighbours, as a block.
         """
         return self._prepare(raw, hashlib.sha256(raw).digest())
 
@@ -183,8 +198,11 @@ class BlobStore:
                 return existing
             for digest, size, record in prepared.chunks:
                 if self._index.lookup(KIND_CHUNK, digest) is None:
-                    self._append(KIND_CHUNK, digest, size, record)
-            self._append(KIND_RECIPE, prepared.sha256, prepared.size, prepared.recipe)
+                    self._append(record, [(KIND_CHUNK, digest, size, -1)])
+            if prepared.sealed:
+                self._append(prepared.recipe, [(KIND_RECIPE, prepared.sha256, prepared.size, -1)])
+            else:
+                self._add_member(prepared.sha256, prepared.size, prepared.recipe)
             self._after_put(durable)
             return BlobRef(prepared.sha256.hex(), prepared.size, True)
 
@@ -211,17 +229,19 @@ class BlobStore:
 
     def ref(self, sha256: str) -> BlobRef | None:
         with self._lock:
-            location = self._index.lookup(KIND_RECIPE, _digest(sha256))
-        return None if location is None else BlobRef(sha256.lower(), location.size, False)
+            return self._known(_digest(sha256))
 
     def open(self, sha256: str) -> BlobReader:
         """A streaming reader over the original bytes (bounded memory)."""
         digest = _digest(sha256)
         with self._lock:
             location = self._index.lookup(KIND_RECIPE, digest)
+            pending = None if location is not None else self._pending.get(digest)
+        if pending is not None:
+            return BlobReader(digest, pending.size, pending.plain, self._read_chunk)
         if location is None:
             raise BlobNotFound(f"no message {sha256} in this store")
-        recipe = self._read_record(location, KIND_RECIPE, digest)
+        recipe = self._read_recipe(location, digest)
         return BlobReader(digest, location.size, recipe, self._read_chunk)
 
     def get(self, sha256: str) -> bytes:
@@ -234,6 +254,7 @@ class BlobStore:
             if self._lock_fd is None:
                 return
             try:
+                self._seal_pending()
                 if self._dirty and self._append_fd is not None:
                     os.fsync(self._append_fd)
                 if self._new_pack_file:
@@ -275,7 +296,7 @@ class BlobStore:
 
     def message_count(self) -> int:
         with self._lock:
-            return self._index.count(KIND_RECIPE)
+            return self._index.count(KIND_RECIPE) + len(self._pending)
 
     def location(self, sha256: str) -> Location | None:
         """Where the message's recipe record lives (for diagnostics and tests)."""
@@ -286,7 +307,10 @@ class BlobStore:
 
     def _known(self, digest: bytes) -> BlobRef | None:
         location = self._index.lookup(KIND_RECIPE, digest)
-        return None if location is None else BlobRef(digest.hex(), location.size, False)
+        if location is not None:
+            return BlobRef(digest.hex(), location.size, False)
+        pending = self._pending.get(digest)
+        return None if pending is None else BlobRef(digest.hex(), pending.size, False)
 
     def _put_stream(self, stream: BinaryIO, durable: bool) -> BlobRef:
         hasher = hashlib.sha256()
@@ -316,7 +340,11 @@ class BlobStore:
             if existing is not None:
                 self._after_duplicate(durable)
                 return existing
-            self._append_record(KIND_RECIPE, digest, size, builder.encode())
+            recipe = builder.encode()
+            if len(recipe) < blocks.MEMBER_MAX:
+                self._add_member(digest, size, recipe)
+            else:
+                self._append_record(KIND_RECIPE, digest, size, recipe)
             self._after_put(durable)
             return BlobRef(digest.hex(), size, True)
 
@@ -335,7 +363,9 @@ class BlobStore:
                 record = self._codec.seal(KIND_CHUNK, chunk_digest, size, segment.data)
                 chunks.append((chunk_digest, size, record))
             builder.chunk(chunk_digest, size)
-        recipe = self._codec.seal(KIND_RECIPE, digest, len(raw), builder.encode())
+        recipe = builder.encode()
+        if len(recipe) >= blocks.MEMBER_MAX:
+            recipe = self._codec.seal(KIND_RECIPE, digest, len(raw), recipe)
         return PreparedBlob(digest, len(raw), tuple(chunks), recipe)
 
     def _add_segment(self, builder: RecipeBuilder, segment: chunking.Segment) -> None:
@@ -348,9 +378,21 @@ class BlobStore:
         builder.chunk(digest, len(segment.data))
 
     def _append_record(self, kind: int, digest: bytes, size: int, plain: bytes) -> None:
-        self._append(kind, digest, size, self._codec.seal(kind, digest, size, plain))
+        self._append(self._codec.seal(kind, digest, size, plain), [(kind, digest, size, -1)])
 
-    def _append(self, kind: int, digest: bytes, size: int, record: bytes) -> None:
+    def _add_member(self, digest: bytes, size: int, recipe: bytes) -> None:
+        """Put a small message's recipe into the open block (sealed once it is full)."""
+        self._pending.add(Member(KIND_RECIPE, digest, size, recipe))
+        if self._pending.plain_bytes >= self.block_target:
+            self._seal_pending()
+
+    def _seal_pending(self) -> None:
+        if len(self._pending):
+            record, rows = blocks.seal(self._codec, self._pending.take())
+            self._append(record, rows)
+
+    def _append(self, record: bytes, rows: list[blocks.Row]) -> None:
+        """Write one record and index what it holds (one row, or a block's members)."""
         if (
             self._append_end + len(record) > self.pack_size_limit
             and self._append_end > PACK_HEADER_SIZE
@@ -366,12 +408,15 @@ class BlobStore:
         self._append_end += len(record)
         self._dirty[self._append_pack] = self._append_end
         self._pending_bytes += len(record)
-        self._index.add(kind, digest, Location(self._append_pack, offset, len(record), size))
+        for kind, digest, size, slot in rows:
+            location = Location(self._append_pack, offset, len(record), size, slot)
+            self._index.add(kind, digest, location)
 
     def _abandon_write(self, offset: int) -> None:
         """A write failed (disk full, I/O error): cut the partial record, forget the
         uncommitted index rows and let go of the lock. Whole records written earlier in
         this batch stay in the pack and are indexed again by the next writer."""
+        self._block_cache.clear()  # a block cached from the cut bytes must not be served
         try:
             if self._append_fd is not None:
                 os.ftruncate(self._append_fd, offset)
@@ -448,6 +493,7 @@ class BlobStore:
         self._new_pack_file = False
         self._pending_records = 0
         self._pending_bytes = 0
+        self._pending.take()  # an open block not sealed by now was abandoned with its batch
         if fd is not None:
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
@@ -468,9 +514,11 @@ class BlobStore:
                     "and the index rebuilt from the packs"
                 )
             found, end = self._packs.repair_tail(pack, start)
+            self._block_cache.clear()
             for offset, header in found:
-                location = Location(pack, offset, header.record_len, header.blob_size)
-                self._index.add(header.kind, header.sha256, location)
+                for kind, digest, size, slot in self._rows_of(pack, offset, header):
+                    location = Location(pack, offset, header.record_len, size, slot)
+                    self._index.add(kind, digest, location)
             self._dirty[pack] = end
         self._open_append(ids[-1] if ids else 0)
 
@@ -533,39 +581,6 @@ class BlobStore:
                 self._release_write()
                 raise
             self.flush()
-
-    # ------------------------------------------------------------------ reading
-
-    def _read_record(self, location: Location, kind: int, digest: bytes) -> bytes:
-        where = (
-            f"{KIND_NAMES[kind]} {digest.hex()} (pack {location.pack}, offset {location.offset})"
-        )
-        data = self._packs.read(location.pack, location.offset, location.length)
-        header = parse_header(data)
-        if (
-            header is None
-            or header.record_len != len(data)
-            or header.kind != kind
-            or header.sha256 != digest
-        ):
-            raise CorruptRecord(f"{where}: the record's framing is damaged")
-        try:
-            return self._codec.open(header, data[HEADER_SIZE : len(data) - TRAILER_SIZE])
-        except (StoreAuthError, CorruptRecord) as exc:
-            raise type(exc)(f"{where}: {exc}") from exc
-
-    def _read_chunk(self, ref: ChunkRef) -> bytes:
-        with self._lock:
-            location = self._index.lookup(KIND_CHUNK, ref.sha256)
-        if location is None:
-            raise BlobNotFound(f"chunk {ref.sha256.hex()} is missing from the index")
-        plain = self._read_record(location, KIND_CHUNK, ref.sha256)
-        if len(plain) != ref.size or hashlib.sha256(plain).digest() != ref.sha256:
-            raise IntegrityError(
-                f"chunk {ref.sha256.hex()} (pack {location.pack}, offset {location.offset}) "
-                "does not hash to its SHA-256"
-            )
-        return plain
 
 
 def _blocks(stream: BinaryIO) -> Iterator[bytes]:

@@ -7,7 +7,10 @@ Deleting a message from the store is two steps:
 2. :func:`compact` decides what is live (every recipe the index still has, and every chunk
    one of them references; chunks are shared between messages, so a chunk lives on while
    any message needs it), copies the live records of packs holding dead bytes into new
-   packs, and retires the old ones.
+   packs, and retires the old ones. A block of small messages (:mod:`.blocks`) whose
+   members are all still indexed is copied as it is; one with forgotten members is opened
+   and sealed anew with only its live members (so a deleted message's bytes do not
+   survive the compaction in a block either); one with no live member is dropped.
 
 Crash safety of a compaction (the order is what matters):
 
@@ -32,14 +35,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from mailvault.archive.store.errors import CorruptRecord
-from mailvault.archive.store.index import Location
+from mailvault.archive.store import blocks
+from mailvault.archive.store.blocks import Block
+from mailvault.archive.store.errors import CorruptRecord, StoreAuthError
+from mailvault.archive.store.index import IndexedRow, Location
 from mailvault.archive.store.packs import fsync_dir, write_all
 from mailvault.archive.store.recipe import ChunkRef, decode
 from mailvault.archive.store.records import (
+    HEADER_SIZE,
+    KIND_BLOCK,
     KIND_CHUNK,
     KIND_RECIPE,
     PACK_HEADER_SIZE,
+    TRAILER_SIZE,
     check_trailer,
     parse_header,
 )
@@ -56,6 +64,7 @@ class CompactionReport:
     packs_written: list[int] = field(default_factory=list)
     chunks_dropped: int = 0
     records_copied: int = 0
+    blocks_resealed: int = 0  # blocks written anew without their forgotten members
     bytes_before: int = 0
     bytes_after: int = 0
     dropped: list[bytes] = field(default_factory=list, repr=False)
@@ -67,7 +76,8 @@ class CompactionReport:
     def summary(self) -> str:
         return (
             f"{len(self.packs_rewritten)} pack(s) rewritten into {len(self.packs_written)}, "
-            f"{self.records_copied} live record(s) copied, {self.chunks_dropped} unreferenced "
+            f"{self.records_copied} live record(s) copied ({self.blocks_resealed} block(s) "
+            f"sealed anew without their deleted messages), {self.chunks_dropped} unreferenced "
             f"chunk(s) dropped, {self.bytes_freed} bytes freed"
         )
 
@@ -76,8 +86,9 @@ class CompactionReport:
 class Garbage:
     """What a compaction would free (for the consistency check; changes nothing)."""
 
-    dead_bytes: int = 0
+    dead_bytes: int = 0  # partly dead blocks count by their dead members' share
     unreferenced_chunks: int = 0
+    partly_dead_blocks: int = 0
     stale_pack_rows: int = 0
 
 
@@ -121,10 +132,11 @@ def forget(store: BlobStore, sha256s: Iterable[str]) -> int:
 def _live_chunks(store: BlobStore) -> set[bytes]:
     db = store._index._db
     live: set[bytes] = set()
-    rows = db.execute("SELECT sha, pack, offset, length, size FROM messages").fetchall()
-    for sha, pack, offset, length, size in rows:
-        digest = bytes(sha)
-        recipe = store._read_record(Location(pack, offset, length, size), KIND_RECIPE, digest)
+    rows = db.execute(
+        "SELECT sha, pack, offset, length, size, slot FROM messages ORDER BY pack, offset, slot"
+    ).fetchall()
+    for sha, pack, offset, length, size, slot in rows:
+        recipe = store._read_recipe(Location(pack, offset, length, size, slot), bytes(sha))
         for entry in decode(recipe):
             if isinstance(entry, ChunkRef):
                 live.add(entry.sha256)
@@ -134,13 +146,40 @@ def _live_chunks(store: BlobStore) -> set[bytes]:
 def _pack_usage(store: BlobStore) -> dict[int, int]:
     """Pack id -> bytes of indexed records in it."""
     used: dict[int, int] = {}
-    for table in _TABLES.values():
-        rows = store._index._db.execute(
-            f"SELECT pack, sum(length) FROM {table} GROUP BY pack"  # noqa: S608
-        ).fetchall()
-        for pack, total in rows:
+    for query in (
+        "SELECT pack, sum(length) FROM chunks GROUP BY pack",
+        # The members of a block share its record: count each record once.
+        "SELECT pack, sum(length) FROM "
+        "(SELECT DISTINCT pack, offset, length FROM messages) GROUP BY pack",
+    ):
+        for pack, total in store._index._db.execute(query).fetchall():
             used[int(pack)] = used.get(int(pack), 0) + int(total)
     return used
+
+
+def _partly_dead_blocks(store: BlobStore) -> dict[int, tuple[int, int]]:
+    """Pack id -> (blocks with forgotten members, their dead bytes) in it.
+
+    A block record's header counts its members; fewer index rows point at it when some
+    were forgotten. Their bytes are estimated as the record's length times the dead
+    members' share (the exact figure would need every block opened).
+    """
+    found: dict[int, tuple[int, int]] = {}
+    on_disk = set(store._packs.ids())
+    rows = store._index._db.execute(
+        "SELECT pack, offset, length, count(*) FROM messages WHERE slot >= 0 "
+        "GROUP BY pack, offset, length"
+    ).fetchall()
+    for pack, offset, length, live in rows:
+        if pack not in on_disk:
+            continue
+        header = parse_header(store._packs.read(pack, offset, HEADER_SIZE))
+        if header is None or header.kind != KIND_BLOCK or live >= header.blob_size:
+            continue  # whole (or damaged: verify reports it, compaction refuses it)
+        count, dead = found.get(pack, (0, 0))
+        share = length * (header.blob_size - live) // header.blob_size
+        found[pack] = (count + 1, dead + share)
+    return found
 
 
 def garbage(store: BlobStore) -> Garbage:
@@ -160,6 +199,9 @@ def garbage(store: BlobStore) -> Garbage:
                 report.stale_pack_rows += 1
                 continue
             report.dead_bytes += max(0, end - PACK_HEADER_SIZE - used.get(pack, 0))
+        for count, dead in _partly_dead_blocks(store).values():
+            report.partly_dead_blocks += count
+            report.dead_bytes += dead
         # Chunk records no recipe needs are dead bytes too.
         for sha, length in db.execute("SELECT sha, length FROM chunks").fetchall():
             if bytes(sha) not in live:
@@ -182,6 +224,7 @@ def compact(store: BlobStore, *, min_dead_fraction: float = 0.0) -> CompactionRe
         # The index now points at the new packs (committed inside _compact_locked).
         _retire(store, retired, report.dropped)
         store._index.commit()
+        store._block_cache.clear()
         report.bytes_after = compacted_size(store)
         if store._append_fd is not None:
             os.close(store._append_fd)
@@ -208,12 +251,14 @@ def _compact_locked(store: BlobStore, report: CompactionReport, threshold: float
             dead_chunks.setdefault(int(pack), []).append(bytes(sha))
             dead_bytes[int(pack)] = dead_bytes.get(int(pack), 0) + int(length)
     used = _pack_usage(store)
+    partly_dead = _partly_dead_blocks(store)
     report.bytes_before = sum(packs.size(p) for p in on_disk)
     to_rewrite = []
     for pack in sorted(on_disk):
         end = committed.get(pack, packs.size(pack))
         payload = max(0, end - PACK_HEADER_SIZE)
         dead = payload - used.get(pack, 0) + dead_bytes.get(pack, 0)
+        dead += partly_dead.get(pack, (0, 0))[1]
         if dead > 0 and dead >= threshold * payload:
             to_rewrite.append(pack)
     if not to_rewrite:
@@ -228,26 +273,27 @@ def _compact_locked(store: BlobStore, report: CompactionReport, threshold: float
     try:
         for pack in to_rewrite:
             dead_here = set(dead_chunks.get(pack, ()))
-            for offset, (kind, sha) in sorted(store._index.records_in_pack(pack).items()):
-                if kind == KIND_CHUNK and sha in dead_here:
+            for offset, rows in sorted(store._index.records_in_pack(pack).items()):
+                first = rows[0]
+                if first.kind == KIND_CHUNK and first.sha256 in dead_here:
                     continue  # its index row goes once the old pack is gone (_retire)
-                table = _TABLES[kind]
-                length = db.execute(
-                    f"SELECT length FROM {table} WHERE sha = ?",  # noqa: S608
-                    (sha,),
-                ).fetchone()[0]
-                record = packs.read(pack, offset, length)
+                record = packs.read(pack, offset, first.length)
                 header = parse_header(record)
                 if (
                     header is None
                     or header.record_len != len(record)
-                    or header.sha256 != sha
                     or not check_trailer(record)
+                    or (header.kind == KIND_BLOCK) != (first.slot >= 0)
+                    or (header.kind != KIND_BLOCK and header.sha256 != first.sha256)
                 ):
                     raise CorruptRecord(
                         f"pack {pack} offset {offset}: damaged record; run `mailvault verify` "
                         "before compacting"
                     )
+                resealed = None
+                if header.kind == KIND_BLOCK and len(rows) < header.blob_size:
+                    record, resealed = _reseal(store, pack, offset, record, rows)
+                    report.blocks_resealed += 1
                 if end + len(record) > store.pack_size_limit and end > PACK_HEADER_SIZE:
                     os.fsync(fd)
                     os.close(fd)
@@ -257,10 +303,17 @@ def _compact_locked(store: BlobStore, report: CompactionReport, threshold: float
                     written.append(next_id)
                     end = PACK_HEADER_SIZE
                 write_all(fd, record)
-                db.execute(
-                    f"UPDATE {table} SET pack = ?, offset = ? WHERE sha = ?",  # noqa: S608
-                    (written[-1], end, sha),
-                )
+                for row in rows if resealed is None else ():
+                    db.execute(
+                        f"UPDATE {_TABLES[row.kind]} SET pack = ?, offset = ? WHERE sha = ?",  # noqa: S608
+                        (written[-1], end, row.sha256),
+                    )
+                for _kind, sha, _size, slot in resealed or ():
+                    db.execute(
+                        "UPDATE messages SET pack = ?, offset = ?, length = ?, slot = ? "
+                        "WHERE sha = ?",
+                        (written[-1], end, len(record), slot, sha),
+                    )
                 end += len(record)
                 report.records_copied += 1
         os.fsync(fd)
@@ -276,6 +329,30 @@ def _compact_locked(store: BlobStore, report: CompactionReport, threshold: float
     report.dropped = [sha for pack in to_rewrite for sha in dead_chunks.get(pack, ())]
     report.chunks_dropped = len(report.dropped)
     return to_rewrite
+
+
+def _reseal(
+    store: BlobStore, pack: int, offset: int, record: bytes, rows: list[IndexedRow]
+) -> tuple[bytes, list[blocks.Row]]:
+    """A block sealed anew with only the members the index still has (fresh nonce)."""
+    header = parse_header(record)
+    assert header is not None
+    try:
+        block = Block(store._codec.open(header, record[HEADER_SIZE : len(record) - TRAILER_SIZE]))
+    except (StoreAuthError, CorruptRecord) as exc:
+        raise CorruptRecord(
+            f"pack {pack} offset {offset}: {exc}; run `mailvault verify` before compacting"
+        ) from exc
+    members = []
+    for row in rows:
+        member = block.member(row.slot) if row.slot < len(block) else None
+        if member is None or member.sha256 != row.sha256:
+            raise CorruptRecord(
+                f"pack {pack} offset {offset}: the index points at another block member; "
+                "run `mailvault verify` before compacting"
+            )
+        members.append(member)
+    return blocks.seal(store._codec, members)
 
 
 def _retire(store: BlobStore, retired: list[int], dropped: list[bytes]) -> None:

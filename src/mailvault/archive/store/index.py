@@ -8,6 +8,10 @@ whole put, and it can be thrown away and regenerated from the packs alone
 (:func:`~mailvault.archive.store.maintenance.rebuild_index_from_packs`). WAL mode lets
 readers in other processes look up while the single writer appends.
 
+A message stored inside a block (:mod:`.blocks`) has the block record's location and
+its ``slot`` in the block's directory; a message stored as a record of its own has slot
+-1. Stores written before blocks existed lack the column: it is added on open.
+
 ``synchronous=NORMAL`` is enough: the packs are fsynced before the index commits, and a
 commit lost in a power failure is recovered from the pack tail on the next write.
 """
@@ -31,7 +35,7 @@ CREATE TABLE IF NOT EXISTS chunks (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS messages (
     sha BLOB PRIMARY KEY, pack INTEGER NOT NULL, offset INTEGER NOT NULL,
-    length INTEGER NOT NULL, size INTEGER NOT NULL
+    length INTEGER NOT NULL, size INTEGER NOT NULL, slot INTEGER NOT NULL DEFAULT -1
 ) WITHOUT ROWID;
 -- by location: verify walks a pack against it, a compaction finds a pack's records
 CREATE INDEX IF NOT EXISTS chunks_location ON chunks (pack, offset);
@@ -45,6 +49,17 @@ class Location:
     offset: int
     length: int
     size: int  # the stored blob's own size (chunk or whole message)
+    slot: int = -1  # the member's place in a block record; -1: a record of its own
+
+
+@dataclass(frozen=True)
+class IndexedRow:
+    """One index row pointing into a pack (several share a block record's offset)."""
+
+    kind: int
+    sha256: bytes
+    slot: int
+    length: int
 
 
 class Index:
@@ -56,7 +71,19 @@ class Index:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._add_slot_column()
         self.in_transaction = False
+
+    def _add_slot_column(self) -> None:
+        """Stores written before blocks existed: give their messages slot -1."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(messages)")}
+        if "slot" in columns:
+            return
+        try:
+            self._db.execute("ALTER TABLE messages ADD COLUMN slot INTEGER NOT NULL DEFAULT -1")
+        except sqlite3.OperationalError as exc:  # another process added it first
+            if "duplicate column" not in str(exc):
+                raise
 
     def close(self) -> None:
         self._db.close()
@@ -82,16 +109,32 @@ class Index:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def lookup(self, kind: int, sha: bytes) -> Location | None:
-        row = self._db.execute(
-            f"SELECT pack, offset, length, size FROM {_TABLES[kind]} WHERE sha = ?",  # noqa: S608
-            (sha,),
-        ).fetchone()
+        if kind == KIND_RECIPE:
+            query = "SELECT pack, offset, length, size, slot FROM messages WHERE sha = ?"
+        else:
+            query = "SELECT pack, offset, length, size FROM chunks WHERE sha = ?"
+        row = self._db.execute(query, (sha,)).fetchone()
         return None if row is None else Location(*row)
 
     def add(self, kind: int, sha: bytes, location: Location) -> None:
+        if kind == KIND_RECIPE:
+            self._db.execute(
+                "INSERT OR IGNORE INTO messages (sha, pack, offset, length, size, slot) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    sha,
+                    location.pack,
+                    location.offset,
+                    location.length,
+                    location.size,
+                    location.slot,
+                ),
+            )
+            return
+        if location.slot != -1:
+            raise ValueError("only messages are stored inside blocks")
         self._db.execute(
-            f"INSERT OR IGNORE INTO {_TABLES[kind]} (sha, pack, offset, length, size) "  # noqa: S608
-            "VALUES (?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO chunks (sha, pack, offset, length, size) VALUES (?, ?, ?, ?, ?)",
             (sha, location.pack, location.offset, location.length, location.size),
         )
 
@@ -104,16 +147,21 @@ class Index:
             "INSERT OR REPLACE INTO packs (id, committed_end) VALUES (?, ?)", (pack, end)
         )
 
-    def records_in_pack(self, pack: int) -> dict[int, tuple[int, bytes]]:
-        """Offset -> (kind, sha) of every indexed record in one pack."""
-        found: dict[int, tuple[int, bytes]] = {}
-        for kind, table in _TABLES.items():
-            rows = self._db.execute(
-                f"SELECT offset, sha FROM {table} WHERE pack = ?",  # noqa: S608
-                (pack,),
-            )
-            for offset, sha in rows:
-                found[offset] = (kind, bytes(sha))
+    def records_in_pack(self, pack: int) -> dict[int, list[IndexedRow]]:
+        """Record offset -> the index rows pointing at it, for every indexed record of one
+        pack. A record of its own has one row; a block one per indexed member, by slot."""
+        found: dict[int, list[IndexedRow]] = {}
+        rows = self._db.execute(
+            "SELECT offset, sha, -1, length FROM chunks WHERE pack = ?", (pack,)
+        ).fetchall()
+        for offset, sha, slot, length in rows:
+            found.setdefault(offset, []).append(IndexedRow(KIND_CHUNK, bytes(sha), slot, length))
+        rows = self._db.execute(
+            "SELECT offset, sha, slot, length FROM messages WHERE pack = ? ORDER BY offset, slot",
+            (pack,),
+        ).fetchall()
+        for offset, sha, slot, length in rows:
+            found.setdefault(offset, []).append(IndexedRow(KIND_RECIPE, bytes(sha), slot, length))
         return found
 
     def count(self, kind: int) -> int:

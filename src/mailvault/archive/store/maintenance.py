@@ -1,25 +1,31 @@
 """Whole-store checks and repairs: ``verify`` and ``rebuild_index_from_packs``.
 
 Both walk the pack files themselves, not the index, so they find what the index would
-hide: damaged bytes, records the index lost, index entries pointing at nothing.
+hide: damaged bytes, records the index lost, index entries pointing at nothing. A block
+record is opened to reach its members: damage to a block is reported once for every
+message indexed in it, each named with the block's pack and offset.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from mailvault.archive.store import blocks
+from mailvault.archive.store.blocks import Block
 from mailvault.archive.store.errors import CorruptRecord, StoreAuthError, StoreError, WrongKeyError
-from mailvault.archive.store.index import Location
+from mailvault.archive.store.index import IndexedRow, Location
 from mailvault.archive.store.reader import BlobReader
 from mailvault.archive.store.records import (
+    KIND_BLOCK,
     KIND_CHUNK,
     KIND_NAMES,
     KIND_RECIPE,
     PACK_HEADER_SIZE,
     DamagedRegion,
-    RecordHeader,
+    ScannedRecord,
     parse_pack_header,
     scan,
 )
@@ -45,6 +51,7 @@ class Mismatch:
 class VerifyReport:
     packs: int = 0
     records: int = 0
+    blocks: int = 0  # block records among them
     chunks: int = 0
     messages: int = 0
     bytes_read: int = 0
@@ -58,7 +65,8 @@ class VerifyReport:
     def summary(self) -> list[str]:
         lines = [
             f"packs: {self.packs}",
-            f"records: {self.records} ({self.bytes_read} bytes read)",
+            f"records: {self.records} ({self.blocks} blocks of messages, "
+            f"{self.bytes_read} bytes read)",
             f"chunks verified: {self.chunks}",
             f"messages rebuilt and verified: {self.messages}",
             f"records not referenced by the index: {self.unindexed_records}",
@@ -93,16 +101,23 @@ def verify(store: BlobStore) -> VerifyReport:
         with store._lock:
             # Only what was committed when the walk began; a writer may be appending.
             indexed = {
-                offset: record
-                for offset, record in store._index.records_in_pack(pack).items()
+                offset: rows
+                for offset, rows in store._index.records_in_pack(pack).items()
                 if offset < committed[pack]
             }
         report.packs += 1
         if pack not in on_disk:
-            for offset, (kind, sha) in sorted(indexed.items()):
-                report.mismatches.append(
-                    Mismatch(pack, offset, sha.hex(), KIND_NAMES[kind], "pack file is missing")
-                )
+            for offset, rows in sorted(indexed.items()):
+                for row in rows:
+                    report.mismatches.append(
+                        Mismatch(
+                            pack,
+                            offset,
+                            row.sha256.hex(),
+                            KIND_NAMES[row.kind],
+                            "pack file is missing",
+                        )
+                    )
             continue
         _verify_pack(store, pack, committed[pack], indexed, report)
     return report
@@ -112,11 +127,17 @@ def _verify_pack(
     store: BlobStore,
     pack: int,
     end: int,
-    indexed: dict[int, tuple[int, bytes]],
+    indexed: dict[int, list[IndexedRow]],
     report: VerifyReport,
 ) -> None:
     def named(offset: int, kind: int, sha: bytes, problem: str) -> None:
         report.mismatches.append(Mismatch(pack, offset, sha.hex(), KIND_NAMES[kind], problem))
+
+    def all_named(offset: int, rows: list[IndexedRow], problem: str) -> None:
+        if len(rows) > 1:
+            problem = f"{problem} (a block of messages: {len(rows)} indexed in it)"
+        for row in rows:
+            named(offset, row.kind, row.sha256, problem)
 
     with open(store._packs.path(pack), "rb") as handle:
         if parse_pack_header(handle.read(PACK_HEADER_SIZE)) != pack:
@@ -127,8 +148,7 @@ def _verify_pack(
             if isinstance(item, DamagedRegion):
                 inside = [o for o in indexed if item.offset <= o < item.offset + item.length]
                 for offset in sorted(inside):
-                    kind, sha = indexed.pop(offset)
-                    named(offset, kind, sha, "record damaged (checksum or framing)")
+                    all_named(offset, indexed.pop(offset), "record damaged (checksum or framing)")
                 if not inside:
                     header = item.header
                     report.mismatches.append(
@@ -147,8 +167,13 @@ def _verify_pack(
             expected = indexed.pop(item.offset, None)
             if expected is None:
                 report.unindexed_records += 1
-            elif expected != (header.kind, header.sha256):
-                named(item.offset, *expected, "the index points at another record")
+            if header.kind == KIND_BLOCK:
+                _verify_block(store, pack, item, expected or [], report, all_named)
+                continue
+            if expected is not None and [(r.kind, r.sha256, r.slot) for r in expected] != [
+                (header.kind, header.sha256, -1)
+            ]:
+                all_named(item.offset, expected, "the index points at another record")
                 continue
             try:
                 plain = store._codec.open(header, item.body)
@@ -163,27 +188,63 @@ def _verify_pack(
                     named(item.offset, KIND_CHUNK, header.sha256, "does not hash to its SHA-256")
                 else:
                     report.chunks += 1
-            elif _rebuild_message(store, header, plain, item.offset, pack, report):
+            elif _rebuild_message(
+                store, header.sha256, header.blob_size, plain, item.offset, pack, report
+            ):
                 report.messages += 1
-    for offset, (kind, sha) in sorted(indexed.items()):
-        named(offset, kind, sha, "the index points at no whole record")
+    for offset, rows in sorted(indexed.items()):
+        all_named(offset, rows, "the index points at no whole record")
+
+
+def _verify_block(
+    store: BlobStore,
+    pack: int,
+    item: ScannedRecord,
+    rows: list[IndexedRow],
+    report: VerifyReport,
+    all_named: Callable[[int, list[IndexedRow], str], None],
+) -> None:
+    """Open and re-hash a block, then rebuild every message the index has in it."""
+    header = item.header
+    try:
+        plain = store._codec.open(header, item.body)
+        block = Block(plain)
+        blocks.rows_of(header, plain)  # the directory holds and the block hashes right
+    except (StoreAuthError, CorruptRecord) as exc:
+        if rows:
+            all_named(item.offset, rows, str(exc))
+        else:
+            report.mismatches.append(
+                Mismatch(pack, item.offset, header.sha256.hex(), "block", str(exc))
+            )
+        return
+    report.blocks += 1
+    for row in rows:
+        member = block.member(row.slot) if 0 <= row.slot < len(block) else None
+        if member is None or (member.kind, member.sha256) != (row.kind, row.sha256):
+            all_named(item.offset, [row], "the index points at another record")
+        elif _rebuild_message(
+            store, member.sha256, member.size, member.plain, item.offset, pack, report
+        ):
+            report.messages += 1
 
 
 def _rebuild_message(
     store: BlobStore,
-    header: RecordHeader,
+    sha256: bytes,
+    size: int,
     recipe: bytes,
     offset: int,
     pack: int,
     report: VerifyReport,
 ) -> bool:
-    reader = BlobReader(header.sha256, header.blob_size, recipe, store._read_chunk)
+    reader = BlobReader(sha256, size, recipe, store._read_chunk)
     try:
         for _piece in reader.iter_pieces():
             pass
     except StoreError as exc:
         report.mismatches.append(
-            Mismatch(pack, offset, header.sha256.hex(), "message", f"rebuild failed: {exc}")
+            Mismatch(pack, offset, sha256.hex(), "message", f"rebuild failed: {exc}")
         )
         return False
     return True
@@ -202,6 +263,7 @@ def rebuild_index_from_packs(store: BlobStore, *, authenticate: bool = True) -> 
         store._acquire_write(recover=False)
         try:
             store._index.clear()
+            store._block_cache.clear()
             authenticated = failed = 0
             for pack in store._packs.ids():
                 report.packs += 1
@@ -222,9 +284,12 @@ def rebuild_index_from_packs(store: BlobStore, *, authenticate: bool = True) -> 
                             )
                             continue
                         header = item.header
-                        if authenticate:
+                        rows = blocks.rows_of(header, None) if header.kind != KIND_BLOCK else []
+                        if authenticate or header.kind == KIND_BLOCK:
+                            # A block is opened in any case: its directory names its members.
                             try:
-                                store._codec.open(header, item.body)
+                                plain = store._codec.open(header, item.body)
+                                rows = blocks.rows_of(header, plain)
                             except (StoreAuthError, CorruptRecord) as exc:
                                 failed += 1
                                 report.damaged.append(
@@ -238,19 +303,22 @@ def rebuild_index_from_packs(store: BlobStore, *, authenticate: bool = True) -> 
                                 )
                                 continue
                             authenticated += 1
-                        location = Location(pack, item.offset, header.record_len, header.blob_size)
-                        store._index.add(header.kind, header.sha256, location)
-                        if header.kind == KIND_RECIPE:
-                            report.messages += 1
-                        else:
-                            report.chunks += 1
+                        for kind, sha, blob_size, slot in rows:
+                            location = Location(
+                                pack, item.offset, header.record_len, blob_size, slot
+                            )
+                            store._index.add(kind, sha, location)
+                            if kind == KIND_RECIPE:
+                                report.messages += 1
+                            else:
+                                report.chunks += 1
                         last_end = item.offset + header.record_len
                 store._dirty[pack] = last_end
             if failed and not authenticated:
                 raise WrongKeyError(
                     f"no record of the store at {store.root} authenticates with this data key"
                 )
-            store._index.set_meta("format", b"1")
+            store._index.set_meta("format", b"2")
             store._index.set_meta("key_check", store._key_check)
         except BaseException:
             store._index.rollback()
@@ -258,3 +326,28 @@ def rebuild_index_from_packs(store: BlobStore, *, authenticate: bool = True) -> 
             raise
         store.flush()
     return report
+
+
+def message_shas_in_packs(store: BlobStore) -> Iterator[tuple[int, list[str]]]:
+    """(pack id, SHA-256 of every whole message record in it), pack by pack, from the pack
+    files themselves (not the index): a message of its own is named by its record header,
+    the members of a block by the block's directory (the block is decrypted for it; a block
+    that does not open is skipped, ``verify`` reports it)."""
+    packs = store._packs
+    for pack in packs.ids():
+        path = packs.path(pack)
+        shas: list[str] = []
+        with open(path, "rb") as handle:
+            for item in scan(handle, PACK_HEADER_SIZE, path.stat().st_size, resync=True):
+                if not isinstance(item, ScannedRecord):
+                    continue
+                if item.header.kind == KIND_RECIPE:
+                    shas.append(item.header.sha256.hex())
+                elif item.header.kind == KIND_BLOCK:
+                    try:
+                        plain = store._codec.open(item.header, item.body)
+                        rows = blocks.rows_of(item.header, plain)
+                    except (StoreAuthError, CorruptRecord):
+                        continue
+                    shas += [sha.hex() for kind, sha, _, _ in rows if kind == KIND_RECIPE]
+        yield pack, shas

@@ -15,6 +15,12 @@ without the key: a torn tail (a record cut short by a crash) is told apart from 
 good record, and a scan can resynchronise after a damaged region by looking for the next
 header whose CRC holds. Records are self-describing (kind, SHA-256, sizes), so a later
 compaction can copy live records into new packs and point the index at them.
+
+Record kinds: a *chunk* (1) is a piece of a message stored once by content (a base64
+attachment body, a long literal), its SHA-256 and size those of the piece; a *message*
+(2) is one message's recipe (:mod:`.recipe`), under the message's SHA-256 and size; a
+*block* (3) holds the recipes of many small messages (:mod:`.blocks`), under the SHA-256
+of the block plaintext, with the member count as its blob size.
 """
 
 from __future__ import annotations
@@ -39,7 +45,8 @@ MAX_BODY = 64 * 1024 * 1024
 
 KIND_CHUNK = 1
 KIND_RECIPE = 2
-KIND_NAMES = {KIND_CHUNK: "chunk", KIND_RECIPE: "message"}
+KIND_BLOCK = 3
+KIND_NAMES = {KIND_CHUNK: "chunk", KIND_RECIPE: "message", KIND_BLOCK: "block"}
 FLAG_ZSTD = 0x01
 
 
