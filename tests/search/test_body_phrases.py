@@ -10,9 +10,20 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import tantivy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tantivy import Query
 
 from mailvault.search import Scope, TenantIndex
-from mailvault.search._phrases import UnverifiableMessages
+from mailvault.search._compile import PhraseLeaf
+from mailvault.search._phrases import (
+    UnverifiableMessages,
+    has_phrase,
+    index_terms,
+    verified_leaves,
+)
+from mailvault.search._schema import TEXT_ANALYZER, analyze, register_analyzers
 
 from .conftest import make_doc
 
@@ -122,3 +133,54 @@ def test_totals_are_exact_or_estimated_and_paging_stays_exact(index: TenantIndex
     few = index.search('"alpha beta" date:2020-01-01..2020-01-20', WHOLE, text_loader=counting)
     assert not few.total_is_estimate
     assert few.total == len([m for m in truth if m < 20 * 24])  # the 20th inclusive
+
+
+# --- the check agrees with a positional tantivy index ----------------------------------
+
+_VOCAB = ["data", "Frame", "DATA", "grüße", "ÉTÉ", "x" * 70, "ü" * 40, "r2", "σας", "of", "ΣΑΣ"]
+_SEPARATORS = [" ", ", ", "-", ".", "\n> ", "…", "_", "", "नमस्ते"]
+
+
+@st.composite
+def texts_and_phrases(draw: st.DrawFn) -> tuple[list[str], list[str]]:
+    words = st.sampled_from(_VOCAB)
+    texts = []
+    for _ in range(draw(st.integers(1, 6))):
+        parts = draw(st.lists(st.tuples(words, st.sampled_from(_SEPARATORS)), max_size=12))
+        texts.append("".join(w + s for w, s in parts))
+    phrase = draw(st.lists(words, min_size=2, max_size=3))
+    return texts, phrase
+
+
+@settings(max_examples=150, deadline=None)
+@given(texts_and_phrases())
+def test_the_phrase_check_answers_as_a_positional_index_would(
+    case: tuple[list[str], list[str]],
+) -> None:
+    texts, phrase = case
+    terms = analyze(" ".join(phrase))
+    if len(terms) < 2:
+        return  # a dropped long word left a single term: no phrase to check
+    schema_builder = tantivy.SchemaBuilder()
+    schema_builder.add_unsigned_field("id", indexed=True, fast=True, stored=True)
+    schema_builder.add_text_field("body", tokenizer_name=TEXT_ANALYZER)  # with positions
+    schema = schema_builder.build()
+    reference = tantivy.Index(schema)
+    register_analyzers(reference)
+    writer = reference.writer(heap_size=15_000_000, num_threads=1)
+    for n, text in enumerate(texts):
+        writer.add_document(tantivy.Document.from_dict({"id": [n], "body": [text]}, schema))
+    writer.commit()
+    reference.reload()
+    searcher = reference.searcher()
+    hits = searcher.search(Query.phrase_query(schema, "body", terms), limit=100).hits
+    expected = {searcher.doc(address)["id"][0] for _score, address in hits}
+    leaf = PhraseLeaf("body", tuple(terms), False)
+    # the fast path (search the text, confirm each place with the tokenizer) ...
+    found, _texts = verified_leaves(
+        [leaf], list(range(len(texts))), lambda ids: dict(enumerate(texts)), strict=True
+    )
+    assert set(found[0]) == expected
+    # ... and the term-by-term one that wildcard phrases take
+    checked = {n for n, text in enumerate(texts) if has_phrase(index_terms(text), leaf)}
+    assert checked == expected

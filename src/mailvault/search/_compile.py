@@ -59,12 +59,6 @@ class PhraseLeaf:
     words: tuple[str, ...]
     regex: bool
 
-    def positional_query(self, schema: tantivy.Schema) -> Query:
-        """The phrase itself, for an index of the same field with positions."""
-        if self.regex:
-            return Query.regex_phrase_query(schema, self.field, _words(self.words))
-        return Query.phrase_query(schema, self.field, _words(self.words))
-
 
 def _escape(text: str) -> str:
     return "".join("\\" + c if c in _REGEX_META else c for c in text)

@@ -2,7 +2,7 @@
 
 Tokenizer choice: text fields use tantivy's ``simple`` tokenizer (splits on anything that
 is not a Unicode letter or digit, so "Müller", "Ελλάδα" and "Łódź" stay whole words), drop
-tokens over 64 characters (base64 junk, hashes) and lowercase. There is deliberately no
+tokens of 64 bytes or more (base64 junk, hashes) and lowercase. There is deliberately no
 stemming and no accent folding: a wildcard such as ``Me?er`` or ``auto*`` is matched
 against the indexed terms themselves, and with a stemmer those would be truncated stems
 ("automat" for "automation") that users never typed, so wildcards would surprise them.
@@ -17,8 +17,8 @@ The body is indexed without positions (``POSITIONLESS``): positions were the lar
 of the index (on R-help 72 of 174 MB, with the whole index at 0.44 of the raw mail), and
 issue 3 caps store plus index at 0.6 of the raw size. A phrase over the body therefore
 matches first as "all its words in the body"; :mod:`._phrases` then checks the phrase
-itself against the messages' body texts in a small positional in-memory index, so the
-results are exact (see :meth:`TenantIndex.search`). Subject, addresses, attachment text
+itself against the messages' body texts, split by this same tokenizer, so the results
+are exact (see :meth:`TenantIndex.search`). Subject, addresses, attachment text
 and folder names keep their positions.
 """
 
@@ -30,11 +30,11 @@ from tantivy import Filter, TextAnalyzerBuilder, Tokenizer
 SCHEMA_VERSION = 2  # 2: the body without positions
 TEXT_ANALYZER = "mv_text"
 RAW_ANALYZER = "mv_raw"
-MAX_TOKEN_CHARS = 64
+MAX_TOKEN_BYTES = 64  # tantivy's remove_long counts UTF-8 bytes
 
 _text_analyzer = (
     TextAnalyzerBuilder(Tokenizer.simple())
-    .filter(Filter.remove_long(MAX_TOKEN_CHARS))
+    .filter(Filter.remove_long(MAX_TOKEN_BYTES))
     .filter(Filter.lowercase())
     .build()
 )
@@ -86,12 +86,3 @@ def build_schema() -> tantivy.Schema:
 def register_analyzers(index: tantivy.Index) -> None:
     index.register_tokenizer(TEXT_ANALYZER, _text_analyzer)
     index.register_tokenizer(RAW_ANALYZER, _raw_analyzer)
-
-
-def build_verification_schema() -> tantivy.Schema:
-    """The positionless fields with positions, for checking phrases in memory."""
-    sb = tantivy.SchemaBuilder()
-    sb.add_unsigned_field("message_id", indexed=True, fast=True)
-    for name in sorted(POSITIONLESS):
-        sb.add_text_field(name, tokenizer_name=TEXT_ANALYZER)
-    return sb.build()

@@ -67,8 +67,8 @@ _TENANT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 default_text_loader: Callable[[str], TextLoader | None] | None = None
 
 # Phrases over the body are checked in batches of candidates (see search()): the first
-# batch covers a page several times over, later ones double up to this size.
-VERIFY_FIRST_BATCH = 200
+# batch covers a page twice over, later ones double up to this size.
+VERIFY_FIRST_BATCH = 100
 VERIFY_MAX_BATCH = 5_000
 # Up to this many candidates, every one is checked so the total is exact, not estimated.
 VERIFY_EXACT_TOTAL_UP_TO = 1_000
@@ -499,7 +499,7 @@ class TenantIndex:
         scores.
         """
         wanted = offset + limit
-        size = max(VERIFY_FIRST_BATCH, 4 * wanted)
+        size = max(VERIFY_FIRST_BATCH, 2 * wanted)
         result = self._run(searcher, superset, sort, size, 0, count=True)
         candidates = int(getattr(result, "count", None) or 0)
         check_all = candidates <= VERIFY_EXACT_TOTAL_UP_TO
