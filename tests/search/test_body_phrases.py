@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from tantivy import Query
 
 from mailvault.search import Scope, TenantIndex
+from mailvault.search import index as index_module
 from mailvault.search._compile import PhraseLeaf
 from mailvault.search._phrases import (
     UnverifiableMessages,
@@ -133,6 +134,30 @@ def test_totals_are_exact_or_estimated_and_paging_stays_exact(index: TenantIndex
     few = index.search('"alpha beta" date:2020-01-01..2020-01-20', WHOLE, text_loader=counting)
     assert not few.total_is_estimate
     assert few.total == len([m for m in truth if m < 20 * 24])  # the 20th inclusive
+
+
+def test_checking_stops_after_its_time_budget(
+    index: TenantIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Words that are everywhere but rarely together: an interactive search gives up after
+    VERIFY_BUDGET_S with what it found, and says its total is an estimate."""
+    base = datetime(2020, 1, 1, tzinfo=UTC)
+    texts = {m: ("alpha beta" if m == 7 else "beta gamma alpha") for m in range(1, 2001)}
+    index.add([make_doc(m, body=t, date=base + timedelta(hours=m)) for m, t in texts.items()])
+    checked: list[int] = []
+
+    def counting(message_ids: list[int]) -> dict[int, str]:
+        checked.extend(message_ids)
+        return {m: texts[m] for m in message_ids}
+
+    monkeypatch.setattr(index_module, "VERIFY_BUDGET_S", 0.0)
+    result = index.search('"alpha beta"', WHOLE, text_loader=counting)
+    assert len(checked) == 100  # the first batch only
+    assert (result.hits, result.total, result.total_is_estimate) == ([], 0, True)
+    monkeypatch.setattr(index_module, "VERIFY_BUDGET_S", 60.0)
+    result = index.search('"alpha beta"', WHOLE, text_loader=counting)
+    assert [h.message_id for h in result.hits] == [7]
+    assert (result.total, result.total_is_estimate) == (1, False)
 
 
 # --- the check agrees with a positional tantivy index ----------------------------------

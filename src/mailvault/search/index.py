@@ -72,6 +72,9 @@ VERIFY_FIRST_BATCH = 100
 VERIFY_MAX_BATCH = 5_000
 # Up to this many candidates, every one is checked so the total is exact, not estimated.
 VERIFY_EXACT_TOTAL_UP_TO = 1_000
+# An interactive search stops checking after this long (a phrase of words that are each
+# everywhere but rarely together, say), with the hits found so far and an estimate.
+VERIFY_BUDGET_S = 2.0
 
 # tantivy keeps dates as 64-bit nanoseconds (1677..2262); real mail says "year 102" too.
 _MIN_DATE = datetime(1678, 1, 1, tzinfo=UTC)
@@ -355,6 +358,8 @@ class TenantIndex:
         are checked against their texts, in batches, in result order, until the page is
         full. The hits are exact; the total is exact up to VERIFY_EXACT_TOTAL_UP_TO
         candidates and estimated from the share checked beyond (``total_is_estimate``).
+        Checking stops after VERIFY_BUDGET_S: the page may then hold fewer hits than
+        there are.
         Snippets come from the first PREVIEW_CHARS characters kept in the index, or from
         the whole text where a phrase check loaded it.
         """
@@ -506,6 +511,7 @@ class TenantIndex:
         hits: list[tuple[Any, tantivy.DocAddress]] = []
         texts: dict[int, str] = {}
         checked = 0
+        started = time.monotonic()
         if result.hits and text_loader is None:
             raise ValueError("a phrase over the body needs a text_loader to be checked")
         while result.hits and text_loader is not None:
@@ -522,6 +528,8 @@ class TenantIndex:
             checked += len(result.hits)
             if checked >= candidates or (len(hits) >= wanted and not check_all):
                 break
+            if time.monotonic() - started > VERIFY_BUDGET_S:
+                break  # fewer hits than the page may hold; the total says "About"
             size = min(VERIFY_MAX_BATCH, size * 2)
             result = self._run(searcher, superset, sort, size, checked, count=False)
         estimate = checked < candidates
