@@ -521,10 +521,11 @@ class TenantIndex:
             )
             exact = self._exact(searcher, compiler, node, found, scope_query, batch)
             page = self._run(searcher, exact, sort, len(batch), 0, count=False).hits
-            hits.extend(page)
-            if len(hits) <= wanted:
-                for message_id in self._message_ids(searcher, [a for _k, a in page]):
+            if len(hits) < wanted:  # keep the texts of hits up to the page's end (snippets)
+                upto = page[: wanted - len(hits)]
+                for message_id in self._message_ids(searcher, [a for _k, a in upto]):
                     texts[message_id] = loaded.get(message_id, "")
+            hits.extend(page)
             checked += len(result.hits)
             if checked >= candidates or (len(hits) >= wanted and not check_all):
                 break
