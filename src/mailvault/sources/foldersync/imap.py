@@ -391,7 +391,7 @@ class ImapFolderSync:
 
     def delete_in_mailbox(self) -> None:
         """Delete verified, unflagged, unheld copies (each logged with its archive id)."""
-        from mailvault.sources.profiles.job import RunReport, _decide
+        from mailvault.sources.profiles.runs import RunReport, decide
 
         before: date | None = None
         if self.sync.delete_in_mailbox == FS.Delete.OLDER and self.sync.delete_older_than_days:
@@ -435,7 +435,7 @@ class ImapFolderSync:
                 validity.pop(folder.name, None)
         if changed:
             self.ctx.warning(f"{changed} messages differ from the filed copy: kept.")
-        decision = _decide(self.ctx, report)
+        decision = decide(self.ctx, report)
         if decision is None:
             return
         # Only a copy filed in this archive mailbox counts (the same bytes archived for

@@ -33,7 +33,7 @@ from mailvault.sources.models_foldersync import FolderSynchronization, SyncedFol
 from mailvault.sources.profiles import deletion
 
 if TYPE_CHECKING:
-    from mailvault.sources.profiles.job import RunReport
+    from mailvault.sources.profiles.runs import RunReport
 
 FS = FolderSynchronization
 FETCH_CHUNK = 50
@@ -207,7 +207,7 @@ def _delete_in_mailbox(
 ) -> None:
     """Delete verified, unflagged, unheld copies in the source mailboxes (each logged with
     its archive id). Every candidate is fetched again and compared with the stored copy."""
-    from mailvault.sources.profiles.job import RunReport, _decide
+    from mailvault.sources.profiles.runs import RunReport, decide
 
     cutoff: datetime | None = None
     if sync.delete_in_mailbox == FS.Delete.OLDER and sync.delete_older_than_days:
@@ -222,7 +222,7 @@ def _delete_in_mailbox(
                 f"{source.user_id}: nothing deleted in this mailbox, reading it failed: {exc}"
             )
             continue
-        decision = _decide(ctx, report)
+        decision = decide(ctx, report)
         if decision is None:
             continue
         # Only a copy filed in this user's archive mailbox counts (the same bytes archived

@@ -1,5 +1,6 @@
-"""The ``sources.archiving_profile`` job: archive an IMAP or POP3 mailbox, then (when
-configured and everything succeeded) delete the verified copies in the source."""
+"""The ``sources.archiving_profile`` job: archive an IMAP or POP3 mailbox (POP3 in
+``pop3.py``, Microsoft 365 in ``m365.py``), then (when configured and everything
+succeeded) delete the verified copies in the source."""
 
 from __future__ import annotations
 
@@ -8,15 +9,14 @@ import hashlib
 import os
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.utils import timezone
 
-from mailvault.archive.models import Mailbox, Message, Placement
+from mailvault.archive.models import Mailbox, Message
 from mailvault.ingestion.pipeline import Ingestor
-from mailvault.ingestion.types import IngestRequest, IngestResult, Target
-from mailvault.jobs.context import JobContext, JobFailed
+from mailvault.ingestion.types import IngestRequest, Target
+from mailvault.jobs.context import JobContext
 from mailvault.jobs.registry import process_type
 from mailvault.sources.imap import (
     Fetched,
@@ -30,10 +30,18 @@ from mailvault.sources.imap import (
     UidValidityChanged,
 )
 from mailvault.sources.imap.prefetch import Batch, FolderDone, Notice, Prefetcher
-from mailvault.sources.models_profiles import ArchivingProfile, FolderSyncState, Pop3SeenUidl
-from mailvault.sources.pop3 import Pop3Error, Pop3Session
+from mailvault.sources.models_profiles import ArchivingProfile, FolderSyncState
 from mailvault.sources.profiles import deletion
 from mailvault.sources.profiles.oauth import OAuthError
+from mailvault.sources.profiles.pop3 import run_pop3
+from mailvault.sources.profiles.runs import (
+    ProfileRunFailed,
+    RunReport,
+    decide,
+    done_refs,
+    failure_recorder,
+    log_report,
+)
 from mailvault.sources.profiles.services import PROCESS_TYPE, connection_settings
 
 BATCH_SIZE = 500  # UIDs per FETCH (at most FETCH_MAX_BYTES), messages per ingestion batch
@@ -44,72 +52,6 @@ STATE_SAVE_INTERVAL_S = 2.0
 INGEST_WORKERS = min(2, os.cpu_count() or 1)
 # Waits before reconnecting after a dropped connection: RETRY_BACKOFF_S, then x2, x4.
 RETRY_BACKOFF_S = 1.0
-MAX_PROBLEM_MESSAGES = 200
-
-
-class ProfileRunFailed(JobFailed):
-    """The run failed; the reason is in the process log already."""
-
-
-@dataclass
-class RunReport:
-    fetched: int = 0
-    archived: int = 0
-    filed: int = 0
-    duplicates: int = 0
-    skipped: int = 0
-    failures: list[str] = field(default_factory=list)
-    candidates: list[deletion.Candidate] = field(default_factory=list)
-
-    def count(self, results: list[IngestResult]) -> None:
-        for result in results:
-            self.archived += int(result.stored)
-            if result.placements_added:
-                self.filed += 1
-            else:
-                self.duplicates += 1
-
-
-def _done_refs(mailbox: Mailbox, refs: list[str]) -> set[str]:
-    return set(
-        Placement.objects.filter(mailbox=mailbox, source_ref__in=refs).values_list(
-            "source_ref", flat=True
-        )
-    )
-
-
-def _ingest(
-    ingestor: Ingestor,
-    report: RunReport,
-    mailbox: Mailbox,
-    items: list[tuple[str, str, bytes]],
-    source: str,
-) -> None:
-    """``items``: (folder path, source_ref, raw). Skips refs already filed (resumed runs)."""
-    ingestor.results.clear()  # add() may flush on its own: count from the results list
-    done = _done_refs(mailbox, [ref for _, ref, _ in items])
-    for folder_path, ref, raw in items:
-        report.fetched += 1
-        if ref in done:
-            report.skipped += 1
-            continue
-        ingestor.add(
-            IngestRequest(
-                raw=raw, source=source, targets=[Target(mailbox, folder_path)], source_ref=ref
-            )
-        )
-    ingestor.flush()
-    report.count(ingestor.results)
-    ingestor.results.clear()
-
-
-def _failure(ctx: JobContext, report: RunReport) -> Callable[[str], None]:
-    def record(text: str) -> None:
-        report.failures.append(text)
-        if len(report.failures) <= MAX_PROBLEM_MESSAGES:
-            ctx.error(text)
-
-    return record
 
 
 # --- IMAP ------------------------------------------------------------------------------
@@ -171,7 +113,7 @@ class _ImapArchiver:
         refs = [_imap_ref(self.profile, m) for m in batch]
         done: set[str] = set()
         if folder.path in self.checking and refs:
-            done = _done_refs(mailbox, refs)
+            done = done_refs(mailbox, refs)
             if len(done) < len(refs):
                 self.checking.discard(folder.path)
         handed = False
@@ -272,7 +214,7 @@ def _archive_folders(
         )
         for f in folders
     ]
-    failure = _failure(ctx, report)
+    failure = failure_recorder(ctx, report)
     with (
         Ingestor(
             batch_size=2 * BATCH_SIZE,  # never reached: the batches are handed over here
@@ -341,7 +283,7 @@ def _run_imap(ctx: JobContext, profile: ArchivingProfile, mailbox: Mailbox) -> R
         _vanished_folders(ctx, session, profile, folders)
         by_name = {f.name: f for f in folders}
         _archive_folders(ctx, session, profile, mailbox, folders, report)
-        _log_report(ctx, report)
+        log_report(ctx, report)
         if profile.delete_in_source and not report.failures:
             _earlier_imap(ctx, session, profile, report, folders)
         if profile.delete_in_source:
@@ -448,7 +390,7 @@ def _earlier_imap(
 def _delete_imap(
     ctx: JobContext, session: ImapSession, report: RunReport, by_name: dict[str, FolderInfo]
 ) -> None:
-    decision = _decide(ctx, report)
+    decision = decide(ctx, report)
     if decision is None:
         return
     # UIDs name messages only under the UIDVALIDITY they were fetched with: a folder
@@ -483,145 +425,7 @@ def _delete_imap(
             )
 
 
-def _decide(ctx: JobContext, report: RunReport) -> deletion.Decision | None:
-    """The guarded decision, or None (logged) when nothing may be deleted."""
-    if report.failures:
-        ctx.warning("Nothing is deleted in the source mailbox: the run had errors.")
-        return None
-    try:
-        decision = deletion.decide(report.candidates)
-    except deletion.DeletionGuardError as exc:
-        ctx.error(f"Nothing is deleted in the source mailbox: {exc}")
-        return None
-    ctx.info(
-        f"Delete in source: {len(decision.deletable)} verified messages to delete; kept "
-        f"{decision.flagged} flagged, {decision.unverified} unverified, {decision.held} on hold."
-    )
-    return decision
-
-
-# --- POP3 ------------------------------------------------------------------------------
-
-
-def _run_pop3(ctx: JobContext, profile: ArchivingProfile, mailbox: Mailbox) -> RunReport:
-    report = RunReport()
-    settings = connection_settings(profile)
-    try:
-        session = Pop3Session(settings)
-    except Pop3Error as exc:
-        ctx.error(str(exc))
-        raise ProfileRunFailed(str(exc)) from exc
-    try:
-        seen = set(
-            Pop3SeenUidl.objects.filter(
-                profile=profile, source_mailbox=profile.address
-            ).values_list("uidl", flat=True)
-        )
-        numbers = {uidl: number for number, uidl in session.uidls()}
-        pending: list[tuple[str, str, bytes]] = []
-        uidls: list[tuple[str, str]] = []
-        with Ingestor(batch_size=BATCH_SIZE) as ingestor:
-
-            def flush() -> None:
-                _ingest(ingestor, report, mailbox, pending, Message.Source.POP3)
-                Pop3SeenUidl.objects.bulk_create(
-                    [
-                        Pop3SeenUidl(
-                            profile=profile, source_mailbox=profile.address, uidl=u, sha256=s
-                        )
-                        for u, s in uidls
-                    ],
-                    ignore_conflicts=True,
-                )
-                pending.clear()
-                uidls.clear()
-                ctx.progress(report.fetched)
-                ctx.check_cancelled()
-
-            try:
-                for message in session.messages(
-                    seen,
-                    newer_than=profile.newer_than,
-                    older_than=profile.older_than,
-                    on_problem=_failure(ctx, report),
-                ):
-                    sha = hashlib.sha256(message.raw).hexdigest()
-                    ref = f"pop3:{profile.address}:{message.uidl}"
-                    pending.append(("Inbox", ref, message.raw))
-                    uidls.append((message.uidl, sha))
-                    report.candidates.append(deletion.Candidate("", message.uidl, sha))
-                    if len(pending) >= BATCH_SIZE:
-                        flush()
-            except (Pop3Error, OSError):
-                flush()  # the messages fetched whole before the connection broke
-                raise
-            flush()
-        _log_report(ctx, report)
-        if profile.delete_in_source:
-            report.candidates += _earlier_pop3(profile, numbers, report)
-            decision = _decide(ctx, report)
-            if decision is not None and decision.deletable:
-                session.delete([numbers[c.source_id] for c, _ in decision.deletable])
-                _quit_deleting(ctx, session, decision)
-                return report
-        session.quit()
-    except (Pop3Error, OSError) as exc:
-        session.abort()  # without QUIT, the server deletes nothing
-        ctx.error(f"The POP3 session failed: {exc}")
-        raise ProfileRunFailed(str(exc)) from exc
-    return report
-
-
-def _quit_deleting(ctx: JobContext, session: Pop3Session, decision: deletion.Decision) -> None:
-    """QUIT, which makes the marked deletions happen. A QUIT without an answer may or
-    may not have deleted them (each has a verified archived copy): logged as such."""
-    confirmed = ""
-    try:
-        session.quit()
-    except (Pop3Error, OSError) as exc:
-        session.abort()
-        confirmed = " (not confirmed)"
-        ctx.warning(
-            f"The POP3 server did not confirm QUIT ({exc}): the {len(decision.deletable)} "
-            "messages marked for deletion may or may not be deleted; each has a verified "
-            "archived copy, and the next run deletes those still there."
-        )
-    for candidate, message_id in decision.deletable:
-        ctx.info(
-            f"Deleted in the source mailbox{confirmed}: POP3 message {candidate.source_id} "
-            f"(archive id {message_id})."
-        )
-
-
-def _earlier_pop3(
-    profile: ArchivingProfile, numbers: dict[str, int], report: RunReport
-) -> list[deletion.Candidate]:
-    """Messages archived by earlier runs and still on the server (delete in source was
-    off then, or that run had errors): their fetched hash was recorded when fetched."""
-    this_run = {c.source_id for c in report.candidates}
-    left = [uidl for uidl in numbers if uidl not in this_run]
-    found: list[deletion.Candidate] = []
-    for start in range(0, len(left), 500):
-        rows = Pop3SeenUidl.objects.filter(
-            profile=profile, source_mailbox=profile.address, uidl__in=left[start : start + 500]
-        ).values_list("uidl", "sha256")
-        found += [deletion.Candidate("", uidl, sha) for uidl, sha in rows]
-    return found
-
-
 # --- the job ---------------------------------------------------------------------------
-
-
-def _log_report(ctx: JobContext, report: RunReport) -> None:
-    hidden = len(report.failures) - MAX_PROBLEM_MESSAGES
-    if hidden > 0:
-        ctx.error(f"… and {hidden} more problems.")
-    ctx.progress(report.fetched, report.fetched, force=True)
-    ctx.info(
-        f"{report.fetched} messages fetched: {report.filed} filed into the mailbox "
-        f"({report.archived} new in the archive), {report.duplicates} duplicates, "
-        f"{report.skipped} already archived, {len(report.failures)} failed."
-    )
 
 
 @process_type(
@@ -664,7 +468,7 @@ def archiving_profile(ctx: JobContext) -> None:
         f"Archiving {profile.address} ({profile.get_type_display()} {profile.host}) into "
         f"{mailbox.primary_address}."
     )
-    run = _run_imap if profile.type == ArchivingProfile.Type.IMAP else _run_pop3
+    run = _run_imap if profile.type == ArchivingProfile.Type.IMAP else run_pop3
     report = run(ctx, profile, mailbox)
     if report.filed:
         Mailbox.objects.filter(pk=mailbox.pk).update(last_import_at=timezone.now())

@@ -30,14 +30,13 @@ from mailvault.sources.graph.mailbox import JUNK_AND_DELETED, MailboxReader, Mai
 from mailvault.sources.models_graph import GraphFolderState
 from mailvault.sources.models_profiles import ArchivingProfile
 from mailvault.sources.profiles import deletion
-from mailvault.sources.profiles.job import (
-    BATCH_SIZE,
-    INGEST_WORKERS,
+from mailvault.sources.profiles.job import BATCH_SIZE, INGEST_WORKERS
+from mailvault.sources.profiles.runs import (
     ProfileRunFailed,
     RunReport,
-    _done_refs,
-    _failure,
-    _log_report,
+    done_refs,
+    failure_recorder,
+    log_report,
 )
 
 PARALLEL_MAILBOXES = 32  # Graph answers a mailbox slowly: many at once keep the ingester busy
@@ -258,7 +257,7 @@ def _add(ingestor: Ingestor, report: RunReport, chunk: _Chunk, *, keep_candidate
     how many were queued."""
     user_id = chunk.source.user_id
     refs = [f"graph:{user_id}:{mid}" for mid, _raw, _flagged in chunk.items]
-    done = _done_refs(chunk.source.mailbox, refs)
+    done = done_refs(chunk.source.mailbox, refs)
     queued = 0
     target = [Target(chunk.source.mailbox, chunk.folder.path)]
     for ref, (mid, raw, flagged) in zip(refs, chunk.items, strict=True):
@@ -280,7 +279,7 @@ def _add(ingestor: Ingestor, report: RunReport, chunk: _Chunk, *, keep_candidate
 def run_m365(ctx: JobContext, profile: ArchivingProfile) -> RunReport:
     """Archive the profile's mailboxes; returns what happened (failures logged)."""
     report = RunReport()
-    record_failure = _failure(ctx, report)
+    record_failure = failure_recorder(ctx, report)
     sources = source_mailboxes(profile)
     if not sources:
         ctx.warning(f"{profile.name}: there is no mailbox to archive yet (sync the directory).")
@@ -371,16 +370,16 @@ def run_m365(ctx: JobContext, profile: ArchivingProfile) -> RunReport:
             f"{stats.throttled} were answered 429 and retried after the wait Graph asked for "
             f"({stats.batched} of the requests were sent inside $batch requests)."
         )
-    _log_report(ctx, report)
+    log_report(ctx, report)
     return report
 
 
 def delete_in_source(ctx: JobContext, profile: ArchivingProfile, report: RunReport) -> None:
     """After a successful run: delete the verified, unflagged, unheld messages in Exchange
     (each logged with its archive id). Any doubt deletes nothing."""
-    from mailvault.sources.profiles.job import _decide
+    from mailvault.sources.profiles.runs import decide
 
-    decision = _decide(ctx, report)
+    decision = decide(ctx, report)
     if decision is None:
         return
     with _client(profile) as client:
