@@ -282,6 +282,8 @@ MAILVAULT_IMPORT_ROOTS = env_list("MAILVAULT_IMPORT_ROOTS", [str(VAR_DIR / "impo
 MAILVAULT_IMPORT_UPLOAD_MAX_BYTES = env_int(
     "MAILVAULT_IMPORT_UPLOAD_MAX_BYTES", 20 * 1024**3, minimum=1
 )
+# Largest request body anywhere else (checked before Django reads it: web/body_limit.py).
+MAILVAULT_REQUEST_MAX_BYTES = env_int("MAILVAULT_REQUEST_MAX_BYTES", 64 << 20, minimum=1)
 # Messages per batch of the file import job: progress and cancel checks come per batch.
 MAILVAULT_IMPORT_JOB_BATCH = env_int("MAILVAULT_IMPORT_JOB_BATCH", 100, minimum=1)
 
