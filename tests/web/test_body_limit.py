@@ -7,6 +7,7 @@ the ASGI applications directly with a body arriving in pieces, as uvicorn hands 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pytest_django import Settings
@@ -50,7 +51,10 @@ def call(app: Any, path: str, chunks: list[bytes], *, declared: int | None) -> d
         elif message["type"] == "http.response.body":
             answer["body"] += message.get("body", b"")
 
-    asyncio.run(app(scope, receive, send))
+    # A thread of its own: the browser tests' Playwright keeps an event loop running in
+    # the main thread for the whole session.
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(asyncio.run, app(scope, receive, send)).result()
     return answer
 
 
