@@ -424,7 +424,11 @@ class TenantIndex:
         return matched
 
     def _compiler(
-        self, searcher: tantivy.Searcher, tz: tzinfo | None, privileged: bool
+        self,
+        searcher: tantivy.Searcher,
+        tz: tzinfo | None,
+        privileged: bool,
+        verified: dict[int, list[int]] | None = None,
     ) -> Compiler:
         return Compiler(
             self._schema,
@@ -432,6 +436,7 @@ class TenantIndex:
             privileged,
             searcher=searcher,
             regex_cache=self._regex_cache,
+            verified=verified,
         )
 
     def _run(
@@ -468,14 +473,7 @@ class TenantIndex:
         batch: list[int],
     ) -> Query:
         """The query, exact for the messages of ``batch`` whose phrases were checked."""
-        exact = Compiler(
-            self._schema,
-            compiler.tz,
-            compiler.privileged,
-            searcher=searcher,
-            regex_cache=self._regex_cache,
-            verified=found,
-        )
+        exact = self._compiler(searcher, compiler.tz, compiler.privileged, verified=found)
         in_batch = Query.term_set_query(self._schema, "message_id", sorted(batch))
         return Query.boolean_query(
             [
