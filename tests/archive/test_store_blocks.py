@@ -122,6 +122,49 @@ def test_dedup_within_the_open_block_and_across_batches(tmp_path: Path) -> None:
     assert sum(p.stat().st_size for p in (tmp_path / "packs").iterdir()) > size
 
 
+def test_blocks_sealed_ahead_are_appended_whole_when_every_member_is_new(
+    tmp_path: Path,
+) -> None:
+    raws = [small(i) for i in range(60)]
+    with BlobStore(tmp_path, KEY, block_target=TARGET) as store:
+        prepared = store.prepare_many([*raws, raws[0]])  # one message twice
+        sealed = {id(blob.block): blob.block for blob in prepared if blob.block is not None}
+        assert len(sealed) >= 3
+        assert prepared[-1].block is None  # the repeat is left out of every block
+        with store.batch():
+            assert store.put_prepared_many(prepared) == 60
+        assert store.put_prepared_many(store.prepare_many(raws)) == 0  # all known
+        for raw in raws:
+            assert store.get(sha(raw)) == raw
+    written = {item.header.sha256: item for _, item in records(tmp_path)}
+    # The records in the packs are the very blocks the preparing side sealed.
+    assert sorted(len(m) for m in block_members(tmp_path)) == sorted(
+        len(block.members) for block in sealed.values()
+    )
+    assert len(written) == len(sealed)
+
+
+def test_a_block_sealed_ahead_with_a_stored_member_is_not_stored_twice(tmp_path: Path) -> None:
+    raws = [small(i) for i in range(40)]
+    with BlobStore(tmp_path, KEY, block_target=1 << 20) as store:
+        store.put(raws[5])  # stored before: a record of its own
+        prepared = store.prepare_many(raws)
+        assert len({id(blob.block) for blob in prepared}) == 1  # one block for all 40
+        # The same messages prepared again by another worker (one twice in a batch).
+        twice = store.prepare_many(raws[30:])
+        with store.batch():
+            assert store.put_prepared_many([*prepared, *twice]) == 39
+        assert store.message_count() == 40
+        for raw in raws:
+            assert store.get(sha(raw)) == raw
+        report = store.verify()
+    assert report.ok, report.summary()
+    members = block_members(tmp_path)
+    # The ready block had a stored member: its 39 new ones were sealed again, once.
+    assert [len(m) for m in members] == [39]
+    assert bytes.fromhex(sha(raws[5])) not in members[0]
+
+
 def test_pending_members_read_at_once_and_durable_puts_are_seen_elsewhere(
     tmp_path: Path,
 ) -> None:

@@ -23,16 +23,20 @@ from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any
 
-from mailvault.archive.store import BlobStore, PreparedBlob
+from mailvault.archive.store import BlobStore, PreparedBlob, SealedBlock
 from mailvault.ingestion.parse import ParsedMessage, parse_message
 from mailvault.supervisor import die_with_parent
 
 Prepared = tuple[str, ParsedMessage, PreparedBlob | None]
 # What a worker sends back per message: sha256 hex, the parsed fields as a tuple and the
-# stored form as (sha256, size, chunks, recipe).
+# stored form as (sha256, size, chunks, recipe, the number of its pre-sealed block or -1);
+# and once per slice, the blocks as (record, members).
 _Wire = tuple[
-    str, tuple[object, ...], tuple[bytes, int, tuple[tuple[bytes, int, bytes], ...], bytes]
+    str,
+    tuple[object, ...],
+    tuple[bytes, int, tuple[tuple[bytes, int, bytes], ...], bytes, int],
 ]
+_BlockWire = tuple[bytes, tuple[tuple[bytes, int], ...]]
 
 
 class WorkerFailed(RuntimeError):
@@ -44,21 +48,34 @@ def prepare_one(raw: bytes) -> Prepared:
     return hashlib.sha256(raw).hexdigest(), parse_message(raw), None
 
 
-def _prepare_chunk(store: BlobStore, raws: list[bytes]) -> list[_Wire]:
-    """In a worker: hash, parse and seal each message, in wire form."""
+def _prepare_chunk(store: BlobStore, raws: list[bytes]) -> tuple[list[_Wire], list[_BlockWire]]:
+    """In a worker: hash, parse and seal each message (small ones together in blocks),
+    in wire form."""
+    prepared = store.prepare_many(raws)
+    numbers: dict[int, int] = {}
+    sealed: list[_BlockWire] = []
     out: list[_Wire] = []
-    for raw in raws:
-        sha = hashlib.sha256(raw).hexdigest()
-        blob = store.prepare(raw)
+    for raw, blob in zip(raws, prepared, strict=True):
+        number = -1
+        if blob.block is not None:
+            number = numbers.get(id(blob.block), -1)
+            if number < 0:
+                number = numbers[id(blob.block)] = len(sealed)
+                sealed.append((blob.block.record, blob.block.members))
         out.append(
-            (sha, parse_message(raw).as_tuple(), (blob.sha256, blob.size, blob.chunks, blob.recipe))
+            (
+                blob.sha256.hex(),
+                parse_message(raw).as_tuple(),
+                (blob.sha256, blob.size, blob.chunks, blob.recipe, number),
+            )
         )
-    return out
+    return out, sealed
 
 
-def _from_wire(wire: _Wire) -> Prepared:
-    sha, fields, (digest, size, chunks, recipe) = wire
-    return sha, ParsedMessage.from_tuple(fields), PreparedBlob(digest, size, chunks, recipe)
+def _from_wire(wire: _Wire, sealed: list[SealedBlock]) -> Prepared:
+    sha, fields, (digest, size, chunks, recipe, number) = wire
+    block = sealed[number] if number >= 0 else None
+    return sha, ParsedMessage.from_tuple(fields), PreparedBlob(digest, size, chunks, recipe, block)
 
 
 def _worker(conn: Connection, store: BlobStore, siblings: list[Connection]) -> None:
@@ -101,7 +118,9 @@ class PendingBatch:
                 raise WorkerFailed("a prepare worker died") from exc
             if status != "ok":
                 raise WorkerFailed(f"a prepare worker failed: {payload}")
-            out.extend(_from_wire(wire) for wire in payload)
+            wires, block_wires = payload
+            sealed = [SealedBlock(record, members) for record, members in block_wires]
+            out.extend(_from_wire(wire, sealed) for wire in wires)
         return out
 
 

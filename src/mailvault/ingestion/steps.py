@@ -44,11 +44,13 @@ def store_blobs(store: BlobStore, blobs: Iterable[bytes | PreparedBlob]) -> None
     """Store the originals (raw, or already prepared by a worker), durable (one fsync for
     the batch) before returning."""
     with store.batch():
+        prepared: list[PreparedBlob] = []
         for blob in blobs:
             if isinstance(blob, PreparedBlob):
-                store.put_prepared(blob, durable=False)
+                prepared.append(blob)
             else:
                 store.put(blob, durable=False)
+        store.put_prepared_many(prepared)
 
 
 @dataclass

@@ -20,6 +20,10 @@ Library use (no Django needed)::
         # append runs under the tenant's single-writer lock:
         prepared = store.prepare(raw)            # hash, split; zstd + AES-GCM of chunks
         ref = store.put_prepared(prepared, durable=False)   # small ones join a block
+        # Import workers also seal the small ones together (blocks) before the append:
+        many = store.prepare_many(raws)
+        with store.batch():
+            store.put_prepared_many(many)
 
 Big messages are put as a binary stream (``store.put(open(path, "rb"))``) and read
 with ``store.open``: memory then stays at a few MiB whatever the message size.
@@ -32,7 +36,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from mailvault.archive.store.blobstore import BlobRef, BlobStore, PreparedBlob
+from mailvault.archive.store.blobstore import BlobRef, BlobStore
 from mailvault.archive.store.errors import (
     BlobNotFound,
     CorruptRecord,
@@ -48,6 +52,7 @@ from mailvault.archive.store.errors import (
 )
 from mailvault.archive.store.keys import KeyRing, load_master_key
 from mailvault.archive.store.maintenance import Mismatch, RebuildReport, VerifyReport
+from mailvault.archive.store.prepared import PreparedBlob, SealedBlock
 from mailvault.archive.store.reader import BlobReader
 
 if TYPE_CHECKING:
@@ -68,6 +73,7 @@ __all__ = [
     "Mismatch",
     "PreparedBlob",
     "RebuildReport",
+    "SealedBlock",
     "StoreAuthError",
     "StoreError",
     "StoreLocked",

@@ -60,6 +60,7 @@ from mailvault.archive.store.maintenance import (
     verify,
 )
 from mailvault.archive.store.packs import PackFiles, fsync_dir, write_all
+from mailvault.archive.store.prepared import PreparedBlob, SealedBlock, seal_blocks
 from mailvault.archive.store.reader import BlobReader
 from mailvault.archive.store.reads import RecordReads
 from mailvault.archive.store.recipe import RecipeBuilder
@@ -67,7 +68,6 @@ from mailvault.archive.store.records import (
     KIND_CHUNK,
     KIND_RECIPE,
     PACK_HEADER_SIZE,
-    RECORD_MAGIC,
 )
 
 READ_BLOCK = 1024 * 1024
@@ -83,22 +83,6 @@ class BlobRef:
     sha256: str
     size: int
     created: bool = field(default=True, compare=False)
-
-
-@dataclass(frozen=True)
-class PreparedBlob:
-    """A message made ready to append (see :meth:`BlobStore.prepare`): its chunks sealed,
-    and its recipe either sealed as a record of its own (a big recipe) or, for a message
-    that goes into a block, as plaintext; the block is sealed by the writer."""
-
-    sha256: bytes
-    size: int
-    chunks: tuple[tuple[bytes, int, bytes], ...]  # (sha256, size, sealed record)
-    recipe: bytes  # a sealed record (starts "MVR1") or recipe plaintext (starts "R1")
-
-    @property
-    def sealed(self) -> bool:
-        return self.recipe[:4] == RECORD_MAGIC
 
 
 def _digest(sha256: str) -> bytes:
@@ -184,6 +168,12 @@ class BlobStore(RecordReads):
         """
         return self._prepare(raw, hashlib.sha256(raw).digest())
 
+    def prepare_many(self, raws: Iterable[bytes]) -> list[PreparedBlob]:
+        """:meth:`prepare` for each message, with the small ones' recipes sealed together
+        in blocks ahead of time (:mod:`.prepared`): what an import worker does."""
+        prepared = [self.prepare(raw) for raw in raws]
+        return seal_blocks(self._codec, prepared, self.block_target)
+
     def put_prepared(self, prepared: PreparedBlob, *, durable: bool = True) -> BlobRef:
         with self._lock:
             if self._lock_fd is None:
@@ -205,6 +195,53 @@ class BlobStore(RecordReads):
                 self._add_member(prepared.sha256, prepared.size, prepared.recipe)
             self._after_put(durable)
             return BlobRef(prepared.sha256.hex(), prepared.size, True)
+
+    def put_prepared_many(self, prepared: Iterable[PreparedBlob]) -> int:
+        """Put prepared messages, not durable (inside a batch, or until the next flush);
+        how many were new. A block sealed ahead of time is appended as it is when all its
+        members are new here; otherwise its new members join the open block one by one."""
+        first: dict[bytes, PreparedBlob] = {}
+        for blob in prepared:
+            first.setdefault(blob.sha256, blob)
+        with self._lock:
+            self._acquire_write()
+            known = self._index.known(KIND_RECIPE, list(first))
+            new = {
+                sha: blob
+                for sha, blob in first.items()
+                if sha not in known and self._pending.get(sha) is None
+            }
+            if not new:
+                self._after_duplicate(False)
+                return 0
+            chunks = {d: (size, record) for b in new.values() for d, size, record in b.chunks}
+            stored_chunks = self._index.known(KIND_CHUNK, list(chunks))
+            for digest, (size, record) in chunks.items():  # before the recipes naming them
+                if digest not in stored_chunks:
+                    self._append(record, [(KIND_CHUNK, digest, size, -1)])
+            whole: dict[int, bool] = {}
+            for blob in new.values():
+                block = blob.block
+                if blob.sealed:
+                    self._append(blob.recipe, [(KIND_RECIPE, blob.sha256, blob.size, -1)])
+                elif block is not None and whole.setdefault(
+                    id(block),
+                    all(
+                        new.get(sha) is not None and new[sha].block is block
+                        for sha, _ in block.members
+                    ),
+                ):
+                    if blob.sha256 == block.members[0][0]:  # the block's first member
+                        self._append_block(block)
+                else:
+                    self._add_member(blob.sha256, blob.size, blob.recipe)
+            self._pending_records += len(new)
+            if (
+                self._pending_records >= self.autoflush_records
+                or self._pending_bytes >= self.autoflush_bytes
+            ):
+                self.flush()
+            return len(new)
 
     def put_many(self, items: Iterable[bytes | BinaryIO]) -> list[BlobRef]:
         """Store many messages with one fsync at the end."""
@@ -386,6 +423,10 @@ class BlobStore(RecordReads):
         if self._pending.plain_bytes >= self.block_target:
             self._seal_pending()
 
+    def _append_block(self, block: SealedBlock) -> None:
+        rows = [(KIND_RECIPE, sha, size, slot) for slot, (sha, size) in enumerate(block.members)]
+        self._append(block.record, rows)
+
     def _seal_pending(self) -> None:
         if len(self._pending):
             record, rows = blocks.seal(self._codec, self._pending.take())
@@ -408,9 +449,15 @@ class BlobStore(RecordReads):
         self._append_end += len(record)
         self._dirty[self._append_pack] = self._append_end
         self._pending_bytes += len(record)
-        for kind, digest, size, slot in rows:
-            location = Location(self._append_pack, offset, len(record), size, slot)
-            self._index.add(kind, digest, location)
+        where = (self._append_pack, offset, len(record))
+        if len(rows) == 1:
+            kind, digest, size, slot = rows[0]
+            self._index.add(kind, digest, Location(*where, size, slot))
+        else:  # a block's members (all messages), in one statement
+            assert all(row[0] == KIND_RECIPE for row in rows)
+            self._index.add_many(
+                KIND_RECIPE, [(d, Location(*where, size, slot)) for _, d, size, slot in rows]
+            )
 
     def _abandon_write(self, offset: int) -> None:
         """A write failed (disk full, I/O error): cut the partial record, forget the

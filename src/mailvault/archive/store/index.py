@@ -25,6 +25,8 @@ from pathlib import Path
 from mailvault.archive.store.records import KIND_CHUNK, KIND_RECIPE
 
 _TABLES = {KIND_CHUNK: "chunks", KIND_RECIPE: "messages"}
+# Keys per ``IN (…)`` lookup: under SQLite's smallest limit of bound parameters (999).
+_LOOKUP_CHUNK = 500
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -115,6 +117,33 @@ class Index:
             query = "SELECT pack, offset, length, size FROM chunks WHERE sha = ?"
         row = self._db.execute(query, (sha,)).fetchone()
         return None if row is None else Location(*row)
+
+    def known(self, kind: int, shas: list[bytes]) -> set[bytes]:
+        """Which of ``shas`` the index holds (one query per few hundred)."""
+        found: set[bytes] = set()
+        table = _TABLES[kind]
+        for start in range(0, len(shas), _LOOKUP_CHUNK):
+            part = shas[start : start + _LOOKUP_CHUNK]
+            marks = ", ".join("?" * len(part))
+            query = f"SELECT sha FROM {table} WHERE sha IN ({marks})"  # noqa: S608
+            found.update(bytes(row[0]) for row in self._db.execute(query, part))
+        return found
+
+    def add_many(self, kind: int, rows: list[tuple[bytes, Location]]) -> None:
+        """:meth:`add` for many rows of one kind at once."""
+        if kind == KIND_RECIPE:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO messages (sha, pack, offset, length, size, slot) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(sha, x.pack, x.offset, x.length, x.size, x.slot) for sha, x in rows],
+            )
+            return
+        if any(x.slot != -1 for _, x in rows):
+            raise ValueError("only messages are stored inside blocks")
+        self._db.executemany(
+            "INSERT OR IGNORE INTO chunks (sha, pack, offset, length, size) VALUES (?, ?, ?, ?, ?)",
+            [(sha, x.pack, x.offset, x.length, x.size) for sha, x in rows],
+        )
 
     def add(self, kind: int, sha: bytes, location: Location) -> None:
         if kind == KIND_RECIPE:
