@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.db.models import Count, Q
 
@@ -126,27 +127,65 @@ def index_document(
     message: Message, parsed: ParsedMessage, attachment_text: str, placed: Placed
 ) -> IndexDocument:
     """The index document of a message filed at ``placed``."""
-    document = IndexDocument(
-        message_id=message.pk,
-        mailbox_ids=[],
+    return document(
+        message.pk,
         date=message.date or message.archived_at,
         archived_at=message.archived_at,
         subject=message.subject,
-        sender=Address(message.from_address, message.from_name)
-        if message.from_address or message.from_name
-        else None,
-        to=_addresses(message.to),
-        cc=_addresses(message.cc),
-        bcc=_addresses(message.bcc),
-        envelope_recipients=list(message.envelope_recipients),
+        from_address=message.from_address,
+        from_name=message.from_name,
+        to=message.to,
+        cc=message.cc,
+        bcc=message.bcc,
+        envelope_recipients=message.envelope_recipients,
         body=parsed.body_text,
-        attachment_names=list(message.attachment_names),
+        attachment_names=message.attachment_names,
         attachment_text=attachment_text,
         size=message.size,
-        has_attachment=message.has_attachments,
+        has_attachments=message.has_attachments,
+        placed=placed,
     )
-    place_document(document, placed)
-    return document
+
+
+def document(
+    message_id: int,
+    *,
+    date: datetime,
+    archived_at: datetime,
+    subject: str,
+    from_address: str,
+    from_name: str,
+    to: list[str],
+    cc: list[str],
+    bcc: list[str],
+    envelope_recipients: list[str],
+    body: str,
+    attachment_names: list[str],
+    attachment_text: str,
+    size: int,
+    has_attachments: bool,
+    placed: Placed,
+) -> IndexDocument:
+    """The index document of a message with these recorded values, filed at ``placed``."""
+    result = IndexDocument(
+        message_id=message_id,
+        mailbox_ids=[],
+        date=date,
+        archived_at=archived_at,
+        subject=subject,
+        sender=Address(from_address, from_name) if from_address or from_name else None,
+        to=_addresses(to),
+        cc=_addresses(cc),
+        bcc=_addresses(bcc),
+        envelope_recipients=list(envelope_recipients),
+        body=body,
+        attachment_names=list(attachment_names),
+        attachment_text=attachment_text,
+        size=size,
+        has_attachment=has_attachments,
+    )
+    place_document(result, placed)
+    return result
 
 
 def index_documents(items: Sequence[Indexable]) -> list[IndexDocument]:

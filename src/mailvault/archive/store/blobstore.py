@@ -261,6 +261,15 @@ class BlobStore(RecordReads):
                 if self._batch_depth == 0:
                     self.flush()
 
+    def known(self, sha256s: Iterable[str]) -> set[str]:
+        """Which of these messages (SHA-256 in hex) the store holds, written or in the
+        open block: one index query per few hundred."""
+        digests = [_digest(sha) for sha in sha256s]
+        with self._lock:
+            found = self._index.known(KIND_RECIPE, digests)
+            found.update(d for d in digests if self._pending.get(d) is not None)
+        return {digest.hex() for digest in found}
+
     def has(self, sha256: str) -> bool:
         return self.ref(sha256) is not None
 
