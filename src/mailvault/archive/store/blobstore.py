@@ -219,21 +219,20 @@ class BlobStore(RecordReads):
             for digest, (size, record) in chunks.items():  # before the recipes naming them
                 if digest not in stored_chunks:
                     self._append(record, [(KIND_CHUNK, digest, size, -1)])
-            whole: dict[int, bool] = {}
+            whole: dict[int, bool] = {}  # block (by id) -> every member is new here
             for blob in new.values():
                 block = blob.block
                 if blob.sealed:
                     self._append(blob.recipe, [(KIND_RECIPE, blob.sha256, blob.size, -1)])
-                elif block is not None and whole.setdefault(
-                    id(block),
-                    all(
+                    continue
+                if block is not None and id(block) not in whole:
+                    whole[id(block)] = all(
                         new.get(sha) is not None and new[sha].block is block
                         for sha, _ in block.members
-                    ),
-                ):
-                    if blob.sha256 == block.members[0][0]:  # the block's first member
+                    )
+                    if whole[id(block)]:
                         self._append_block(block)
-                else:
+                if block is None or not whole[id(block)]:
                     self._add_member(blob.sha256, blob.size, blob.recipe)
             self._pending_records += len(new)
             if (
