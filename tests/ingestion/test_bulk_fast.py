@@ -27,7 +27,7 @@ from mailvault.accounts.roles import Role
 from mailvault.archive.bulk import insert_rows
 from mailvault.archive.models import Mailbox, Message, Placement
 from mailvault.archive.services import create_mailbox
-from mailvault.archive.store import store_for
+from mailvault.archive.store import compaction, store_for
 from mailvault.ingestion import steps
 from mailvault.ingestion.parse import parse_message
 from mailvault.ingestion.pipeline import MESSAGE_FIELDS, Ingestor, ingest
@@ -219,3 +219,28 @@ def test_background_index_commits_mark_messages_only_once_committed(world: World
     index = TenantIndex.open(world.tenant.pk)
     assert index.count() == 10
     assert search_for_user(world.ops_reader, "word7").total == 1
+
+
+def test_a_recorded_message_whose_bytes_the_store_lost_is_stored_again_not_recorded_twice(
+    world: World,
+) -> None:
+    """Deduplication asks the database only about messages the store holds (a message is
+    recorded only after its bytes are stored). A row whose bytes are gone all the same (a
+    deletion that stopped half-way, say) is met when recording, not duplicated."""
+    raws = [mail(n) for n in range(6)]
+    first = ingest(IngestRequest(raws[2], FILE, targets=[Target(world.ops, "Inbox")]))
+    with store_for(world.tenant) as store:
+        assert compaction.forget(store, [first.message.sha256]) == 1
+        assert not store.has(first.message.sha256)
+    with Ingestor(workers=2, index_in_background=True) as ingestor:
+        for raw in raws:
+            ingestor.add(IngestRequest(raw, FILE, targets=[Target(world.sales, "Lost")]))
+        results = ingestor.submit() + ingestor.flush()
+    again = next(r for r in results if r.message.sha256 == first.message.sha256)
+    assert again.message.pk == first.message.pk
+    assert (again.stored, again.placements_added) == (True, 1)
+    assert Message.objects.count() == len(raws)
+    with store_for(world.tenant) as store:
+        assert store.get(first.message.sha256) == raws[2]
+    assert search_for_user(world.ops_reader, "word2").total == 1
+    assert search_for_user(world.sales_reader, "word2").total == 1
