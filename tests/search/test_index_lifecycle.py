@@ -56,6 +56,15 @@ def test_adding_again_replaces(index: TenantIndex) -> None:
     # Without replace, a caller that knows the ids are new skips the delete.
     index.add([make_doc(2, body="third")], replace=False)
     assert index.message_ids() == {1, 2}
+    # Many at once (deleted by one query before they are added), one given twice: the
+    # last one counts, and the others of the batch are not touched.
+    docs = [make_doc(n, body=f"batch {n}", mailbox_ids=[3]) for n in range(1, 40)]
+    docs.append(make_doc(7, body="seventh again", mailbox_ids=[4]))
+    assert index.add(docs) == 39
+    assert index.count() == 39
+    assert found(index, "batch", Scope.mailboxes([3])) == set(range(1, 40)) - {7}
+    assert found(index, "seventh", Scope.mailboxes([4])) == {7}
+    assert found(index, "second OR third") == set()
 
 
 def test_delete(index: TenantIndex) -> None:

@@ -81,6 +81,7 @@ def run_import(
         count = estimate_total(path)
         total = None if count is None or total is None else total + count
     pending: list[ImportItem] = []
+    targets: dict[str, Target] = {}  # by folder path
     # Into a mailbox with nothing filed yet, nothing can have been imported before: the
     # lookup of what an earlier (killed) run did is skipped. Correctness never rests on it
     # (the store and the placements deduplicate); it saves re-reading and counts "skipped".
@@ -95,11 +96,14 @@ def run_import(
                 continue
             if item.problem:  # read, but damaged (a truncated MBOX): archived as it is
                 report.problems.append(f"{item.source_ref}: {item.problem}")
+            target = targets.get(item.folder_path)
+            if target is None:
+                target = targets[item.folder_path] = Target(mailbox, item.folder_path)
             ingestor.add(
                 IngestRequest(
                     raw=item.raw,
                     source=Message.Source.FILE,
-                    targets=[Target(mailbox, item.folder_path)],
+                    targets=[target],
                     source_ref=item.source_ref,
                 )
             )

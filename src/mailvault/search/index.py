@@ -54,6 +54,7 @@ WRITER_HEAP_BYTES = 64 * 1024 * 1024
 # 1,000, same wall time (bench/index_memory.py).
 WRITER_THREADS = 1
 WRITER_LOCK_TIMEOUT = 30.0
+_DELETE_CHUNK = 10_000  # message ids per replace-delete query
 MAX_INDEXED_CHARS = 4_000_000  # per text field; extraction limits should bite earlier
 PREVIEW_CHARS = 320  # body prefix kept in the index for snippets (size matters: issue 3)
 SNIPPET_CHARS = 200
@@ -229,16 +230,23 @@ class TenantIndex:
         """Index ``docs`` in one batch and commit; returns how many were added.
 
         With ``replace`` (the default) a message already indexed is replaced, so adding
-        it again after it was filed into another mailbox updates its mailbox list.
+        it again after it was filed into another mailbox updates its mailbox list. The
+        old documents are deleted by one query per few thousand ids before the new ones
+        are added (a delete applies only to documents added before it), and a message
+        given twice is added once, as given last.
         """
-        count = 0
+        latest = {doc.message_id: doc for doc in docs}
         with self._writer() as writer:
-            for doc in docs:
-                if replace:
-                    writer.delete_documents_by_query(self._id_query(doc.message_id))
+            if replace:
+                ids = list(latest)
+                for start in range(0, len(ids), _DELETE_CHUNK):
+                    chunk = ids[start : start + _DELETE_CHUNK]
+                    writer.delete_documents_by_query(
+                        Query.term_set_query(self._schema, "message_id", chunk)
+                    )
+            for doc in latest.values():
                 writer.add_document(self._document(doc))
-                count += 1
-        return count
+        return len(latest)
 
     def delete(self, message_ids: Iterable[int]) -> None:
         with self._writer() as writer:

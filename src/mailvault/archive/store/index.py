@@ -12,6 +12,7 @@ A message stored inside a block (:mod:`.blocks`) has the block record's location
 its ``slot`` in the block's directory; a message stored as a record of its own has slot
 -1. Stores written before blocks existed lack the column: it is added on open.
 
+Checkpoints run in a thread of their own after each commit (:mod:`mailvault.sqlite_checkpoint`).
 ``synchronous=NORMAL`` is enough: the packs are fsynced before the index commits, and a
 commit lost in a power failure is recovered from the pack tail on the next write.
 """
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mailvault.archive.store.records import KIND_CHUNK, KIND_RECIPE
+from mailvault.sqlite_checkpoint import Checkpointer
 
 _TABLES = {KIND_CHUNK: "chunks", KIND_RECIPE: "messages"}
 CACHE_KIB = 32 * 1024  # an upper bound: pages are only cached as they are read
@@ -79,6 +81,8 @@ class Index:
         self._db.executescript(_SCHEMA)
         self._add_slot_column()
         self.in_transaction = False
+        # Started by the first commit: readers never need it.
+        self._checkpointer: Checkpointer | None = None
 
     def _add_slot_column(self) -> None:
         """Stores written before blocks existed: give their messages slot -1."""
@@ -92,6 +96,9 @@ class Index:
                 raise
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
         self._db.close()
 
     def begin(self) -> None:
@@ -101,6 +108,9 @@ class Index:
     def commit(self) -> None:
         self._db.execute("COMMIT")
         self.in_transaction = False
+        if self._checkpointer is None:
+            self._checkpointer = Checkpointer(self.path, self._db.execute)
+        self._checkpointer.committed()
 
     def rollback(self) -> None:
         if self.in_transaction:
