@@ -32,6 +32,7 @@ from mailvault.archive.models import Folder, Mailbox, MailboxAddress, Message, P
 from mailvault.archive.services import folder_for_path
 from mailvault.archive.store import BlobStore, PreparedBlob, store_for
 from mailvault.ingestion import steps
+from mailvault.ingestion.bulk_database import BulkDatabase
 from mailvault.ingestion.extract import Extractor
 from mailvault.ingestion.parallel import (
     PendingBatch,
@@ -43,7 +44,6 @@ from mailvault.ingestion.parallel import (
 from mailvault.ingestion.parse import ParsedMessage
 from mailvault.ingestion.types import IngestRequest, IngestResult
 from mailvault.search import IndexDocument, TenantIndex
-from mailvault.sqlite_checkpoint import Checkpointer
 from mailvault.tenancy.context import current_tenant
 
 log = logging.getLogger("mailvault.ingestion")
@@ -164,7 +164,7 @@ class Ingestor:
         self._recorded_since_stats = 0
         self.index_in_background = index_in_background
         self._index_commit: _IndexCommit | None = None
-        self._checkpointer = _database_checkpointer() if index_in_background else None
+        self._bulk_db = BulkDatabase() if index_in_background else None
 
     def __enter__(self) -> Ingestor:
         return self
@@ -179,9 +179,9 @@ class Ingestor:
             self.close()
 
     def close(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.close()
-            self._checkpointer = None
+        if self._bulk_db is not None:
+            self._bulk_db.close()
+            self._bulk_db = None
         if self._index_commit is not None:  # an error elsewhere: let it end, mark nothing
             self._index_commit.join()
             self._index_commit = None
@@ -361,8 +361,8 @@ class Ingestor:
                             item.pk, item.row = pk, rows[item.sha256]
             self._merge_envelopes(items, created)
             self._place(items, now, created)
-        if self._checkpointer is not None:
-            self._checkpointer.committed()
+        if self._bulk_db is not None:
+            self._bulk_db.committed()
 
     def _merge_envelopes(self, items: list[_Item], created: set[int]) -> None:
         """A message archived before (from a mailbox, say) and now journaled: the new
@@ -634,26 +634,6 @@ def _message(pk: int, row: tuple[object, ...], tenant_id: int) -> Message:
     return Message.from_db(
         connection.alias, _MESSAGE_ATTNAMES, [values[n] for n in _MESSAGE_ATTNAMES]
     )
-
-
-def _database_checkpointer() -> Checkpointer | None:
-    """Checkpoints of an SQLite database file in WAL mode in a thread of their own during
-    a bulk import (see :mod:`mailvault.sqlite_checkpoint`); None for other databases."""
-    if connection.vendor != "sqlite":
-        return None
-    with connection.cursor() as cursor:
-        cursor.execute("PRAGMA journal_mode")
-        (mode,) = cursor.fetchone()
-        cursor.execute("PRAGMA database_list")
-        path = next((row[2] for row in cursor.fetchall() if row[1] == "main"), "")
-    if str(mode).lower() != "wal" or not path:  # in memory (tests), or not WAL
-        return None
-
-    def execute(sql: str) -> None:
-        with connection.cursor() as cursor:
-            cursor.execute(sql)
-
-    return Checkpointer(path, execute)
 
 
 def ingest(request: IngestRequest) -> IngestResult:
