@@ -29,7 +29,7 @@ from pytest_django import Settings
 from corpus import archive_settings, message_root
 from mailvault.archive.models import Mailbox, Message, Placement
 from mailvault.archive.services import create_mailbox
-from mailvault.ingestion.imports import ImportRefused, run_import
+from mailvault.ingestion.imports import ImportRefused, prepare_workers, run_import
 from mailvault.sources.files import ImportItem, iter_items
 from mailvault.sources.files.mbox import count_from_lines
 from mailvault.tenancy.context import tenant_context
@@ -463,3 +463,7 @@ def test_a_path_outside_the_allowed_roots_is_refused_before_reading(
     assert (report.archived, report.failed) == (2, 1)
     assert any("outside the allowed import roots" in p for p in report.problems)
     assert Message.objects.count() == 2
+
+
+def test_prepare_workers_leave_a_core_to_the_importer() -> None:
+    assert [prepare_workers(cpus) for cpus in (1, 2, 3, 4, 8, 64)] == [1, 1, 2, 3, 3, 3]
