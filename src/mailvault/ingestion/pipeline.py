@@ -615,6 +615,28 @@ def _row_document(
     )
 
 
+# _row_document unpacks a row by position: the fields it reads must stay first, in order.
+_ROW_HEAD = (
+    "sha256",
+    "size",
+    "message_id",
+    "date",
+    "from_address",
+    "from_name",
+    "to",
+    "cc",
+    "bcc",
+    "envelope_from",
+    "envelope_recipients",
+    "subject",
+    "attachment_names",
+    "has_attachments",
+    "archived_at",
+)
+if tuple(MESSAGE_FIELDS[: len(_ROW_HEAD)]) != _ROW_HEAD:  # pragma: no cover - a guard
+    raise ImportError("MESSAGE_FIELDS changed order; update _row_document")
+
+
 def _result_message(item: _Item, tenant_id: int) -> Message | Callable[[], Message]:
     """The message of a result, or how to make it when asked (see IngestResult)."""
     if item.message is not None:
