@@ -30,9 +30,9 @@ class IngestRequest:
 
 
 class IngestResult:
-    """What became of one request. ``message`` is read from the database the first time
-    it is asked for when the pipeline did not have the row at hand (a bulk import never
-    asks: making a model instance per message cost it 6 % of its time)."""
+    """What became of one request. For a message the request recorded, ``message`` is
+    made from the values it was recorded with the first time it is asked for (a bulk
+    import never asks: a model instance per message cost it 6 % of its time)."""
 
     __slots__ = ("_load", "_message", "placements_added", "problems", "stored")
 
