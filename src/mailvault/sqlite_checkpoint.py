@@ -51,7 +51,7 @@ class Checkpointer:
             self._due = self._closed = True
             self._wake.notify()
         self._thread.join()
-        self._execute("PRAGMA wal_autocheckpoint=1000")
+        self._execute("PRAGMA wal_autocheckpoint=1000")  # the thread has ended either way
 
     def _run(self) -> None:
         db = sqlite3.connect(self._path, isolation_level=None, timeout=60)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 from pytest_django import Settings
 
@@ -244,3 +245,16 @@ def test_a_recorded_message_whose_bytes_the_store_lost_is_stored_again_not_recor
         assert store.get(first.message.sha256) == raws[2]
     assert search_for_user(world.ops_reader, "word2").total == 1
     assert search_for_user(world.sales_reader, "word2").total == 1
+
+
+def test_a_bulk_ingest_failing_in_a_broken_transaction_keeps_its_own_error(world: World) -> None:
+    """Putting the database settings back at exit must not raise over the real error
+    when the connection can no longer run statements."""
+    with (
+        pytest.raises(RuntimeError, match="the real error"),
+        transaction.atomic(),
+        Ingestor(index_in_background=True) as ingestor,
+    ):
+        ingestor.add(IngestRequest(mail(1), FILE, targets=[Target(world.ops, "Inbox")]))
+        transaction.set_rollback(True)  # statements now raise TransactionManagementError
+        raise RuntimeError("the real error")

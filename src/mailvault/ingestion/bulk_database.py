@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from django.db import connection
+import logging
+
+from django.db import DatabaseError, connection
+from django.db.transaction import TransactionManagementError
 
 from mailvault.sqlite_checkpoint import Checkpointer
+
+log = logging.getLogger("mailvault.ingestion")
 
 
 class BulkDatabase:
@@ -37,12 +42,18 @@ class BulkDatabase:
             self.checkpointer.committed()
 
     def close(self) -> None:
-        if self.checkpointer is not None:
-            self.checkpointer.close()
-            self.checkpointer = None
-        if self._cache is not None:
-            _execute(f"PRAGMA cache_size={int(self._cache)}")
-            self._cache = None
+        """Put the settings back. Called on the way out of a failed import too, so a
+        connection that can no longer run statements (an aborted outer transaction, say)
+        is left as it is rather than raising over the import's own error."""
+        checkpointer, self.checkpointer = self.checkpointer, None
+        cache, self._cache = self._cache, None
+        try:
+            if checkpointer is not None:
+                checkpointer.close()
+            if cache is not None:
+                _execute(f"PRAGMA cache_size={int(cache)}")
+        except (DatabaseError, TransactionManagementError) as exc:
+            log.warning("could not restore the database settings after an import: %s", exc)
 
 
 def _execute(sql: str) -> None:

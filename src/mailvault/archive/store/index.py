@@ -96,10 +96,12 @@ class Index:
                 raise
 
     def close(self) -> None:
-        if self._checkpointer is not None:
-            self._checkpointer.close()
-            self._checkpointer = None
-        self._db.close()
+        checkpointer, self._checkpointer = self._checkpointer, None
+        try:
+            if checkpointer is not None:
+                checkpointer.close()
+        finally:
+            self._db.close()
 
     def begin(self) -> None:
         self._db.execute("BEGIN IMMEDIATE")
