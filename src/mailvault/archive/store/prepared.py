@@ -2,8 +2,8 @@
 
 :meth:`BlobStore.prepare` hashes and splits one message and seals its chunks.
 :meth:`BlobStore.prepare_many` goes further for a run of messages: it also seals the
-small messages' recipes together into blocks (:mod:`.blocks`), which is most of the CPU a
-bulk import spends in the store (zstd and AES-GCM over every small message). The writer
+small messages' recipes together into blocks (:mod:`.blocks`): zstd and AES-GCM over every
+small message, about a third of what the store cost the importing process. The writer
 then appends a block as it is when every member is new to the store, which on a first
 import is nearly always; when some member turns out to be stored already, it falls back
 to putting the new members one by one into its own open block (their recipe plaintexts
