@@ -14,10 +14,13 @@ import hashlib
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from datetime import timezone as dt_timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 from pytest_django import Settings
 
@@ -25,6 +28,7 @@ from corpus import archive_settings
 from mailvault.accounts import services as accounts
 from mailvault.accounts.models import User
 from mailvault.accounts.roles import Role
+from mailvault.archive.bulk import _adapter as bulk_adapter
 from mailvault.archive.bulk import insert_rows
 from mailvault.archive.models import Mailbox, Message, Placement
 from mailvault.archive.services import create_mailbox
@@ -186,6 +190,22 @@ def test_insert_rows_returns_the_new_rows_and_skips_conflicts(world: World) -> N
     stored = {m.sha256: m for m in Message.objects.all()}
     assert {sha: m.pk for sha, m in stored.items()} == dict(first + again)
     assert (stored[f"{9:064x}"].archived_at, stored[f"{9:064x}"].to) == (now, [])
+
+
+def test_insert_rows_adapts_datetimes_exactly_as_django_does(world: World) -> None:
+    adapt = bulk_adapter(Message._meta.get_field("date"))
+    assert adapt is not None
+    values = [
+        datetime(2024, 10, 1, 8, 0, tzinfo=UTC),
+        datetime(2024, 10, 1, 10, 0, 0, 123456, tzinfo=dt_timezone(timedelta(hours=2))),
+        datetime(2003, 4, 1, 0, 6, 38, tzinfo=dt_timezone(-timedelta(hours=15, minutes=59))),
+        datetime(2024, 3, 31, 2, 30, tzinfo=ZoneInfo("Europe/Berlin")),  # a gap in Berlin
+        datetime(2024, 10, 27, 2, 30, fold=1, tzinfo=ZoneInfo("Europe/Berlin")),
+        datetime(1999, 12, 31, 23, 59, 59),  # naive
+    ]
+    for value in values:
+        assert adapt(value) == connection.ops.adapt_datetimefield_value(value), value
+    assert adapt(None) is None
 
 
 def test_id_filters_select_exactly_the_ids(world: World) -> None:

@@ -11,10 +11,12 @@ enforced: every row gets the active tenant, never another.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, models
 
 from mailvault.tenancy.context import current_tenant
@@ -38,23 +40,38 @@ def _adapter(field: models.Field[Any, Any]) -> Callable[[Any], Any] | None:
 
         return adapt_json
     if isinstance(field, models.DateTimeField):
+        adapt_one = _sqlite_datetime() or ops.adapt_datetimefield_value
         last: list[Any] = [None, None]  # rows of a batch share one timestamp: adapt it once
 
         def adapt_datetime(value: Any) -> Any:
             if not isinstance(value, datetime):
                 return value
             if value is not last[0]:
-                last[0], last[1] = value, ops.adapt_datetimefield_value(value)
+                last[0], last[1] = value, adapt_one(value)
             return last[1]
 
         return adapt_datetime
     return None
 
 
+def _sqlite_datetime() -> Callable[[datetime], str] | None:
+    """SQLite's datetime adaptation as Django does it (an aware value in the connection's
+    time zone, naive, as text), without its per-value settings and time zone lookups:
+    a third of the cost, and every message row of an import has a date of its own."""
+    if connection.vendor != "sqlite" or not settings.USE_TZ or connection.timezone is not UTC:
+        return None
+
+    def adapt(value: datetime) -> str:
+        if value.utcoffset() is None:
+            return str(value)
+        # In UTC, less its "+00:00": what str() gives of the naive value, at half the cost.
+        return value.astimezone(UTC).isoformat(" ")[:-6]
+
+    return adapt
+
+
 def _max_params() -> int:
     if connection.vendor == "sqlite":
-        import sqlite3
-
         connection.ensure_connection()
         raw = connection.connection
         try:
@@ -96,7 +113,7 @@ def insert_rows(
             values[i] = adapt(values[i])
         prepared.append(values)
     quote = connection.ops.quote_name
-    one_row = "({})".format(", ".join(["%s"] * len(columns)))
+    one_row = "({})".format(", ".join([_placeholder()] * len(columns)))
     # Only identifiers from the model's own metadata go into the SQL; values are parameters.
     head = "INSERT INTO {} ({}) VALUES ".format(  # noqa: S608
         quote(meta.db_table), ", ".join(quote(c) for c in columns)
@@ -104,7 +121,7 @@ def insert_rows(
     tail = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
     with connection.cursor() as cursor:
         if not returning:
-            cursor.executemany(head + one_row + tail, prepared)
+            _executemany(cursor, head + one_row + tail, prepared)
             return []
         back = [str(meta.get_field(c).column) for c in returning]  # type: ignore[union-attr]
         tail += " RETURNING " + ", ".join(quote(c) for c in back)
@@ -112,12 +129,38 @@ def insert_rows(
         out: list[tuple[Any, ...]] = []
         for start in range(0, len(prepared), per_statement):
             chunk = prepared[start : start + per_statement]
-            cursor.execute(
+            _execute(
+                cursor,
                 head + ", ".join([one_row] * len(chunk)) + tail,
                 [value for row in chunk for value in row],
             )
             out.extend(tuple(row) for row in cursor.fetchall())
         return out
+
+
+def _placeholder() -> str:
+    """SQLite's own placeholder: Django's cursor would otherwise turn every ``%s`` of the
+    statement into ``?`` with a regular expression, and a multi-row insert of a batch
+    has tens of thousands of them (5 % of a bulk import's main thread, measured)."""
+    return "?" if connection.vendor == "sqlite" else "%s"
+
+
+def _execute(cursor: Any, sql: str, params: Sequence[Any]) -> None:
+    """Run ``sql`` written with :func:`_placeholder`: on SQLite on the driver's cursor
+    itself (errors still become Django's), elsewhere through Django's."""
+    if connection.vendor != "sqlite":
+        cursor.execute(sql, params)
+        return
+    with connection.wrap_database_errors:
+        sqlite3.Cursor.execute(cursor.cursor, sql, params)
+
+
+def _executemany(cursor: Any, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    if connection.vendor != "sqlite":
+        cursor.executemany(sql, rows)
+        return
+    with connection.wrap_database_errors:
+        sqlite3.Cursor.executemany(cursor.cursor, sql, rows)
 
 
 def refresh_planner_statistics() -> None:

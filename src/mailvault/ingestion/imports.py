@@ -18,6 +18,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from mailvault.archive.models import Mailbox, Message, Placement
+from mailvault.ingestion.bulk_gc import fewer_collections
 from mailvault.ingestion.pipeline import Ingestor
 from mailvault.ingestion.types import IngestRequest, IngestResult, Target
 from mailvault.sources.files import ImportItem, ImportProblem, estimate_total, iter_items
@@ -131,7 +132,7 @@ def run_import(
                 report.duplicates += 1
 
     workers = prepare_workers(os.cpu_count() or 1)
-    with Ingestor(
+    with fewer_collections(), Ingestor(
         batch_size=batch_size * 4,
         index_every=5_000,  # bounds the documents waiting in memory (peak RSS, issue 3)
         index_interval_s=15.0,
