@@ -37,7 +37,7 @@ from mailvault.accounts.roles import Role
 from mailvault.archive.models import Mailbox, Message, Placement
 from mailvault.archive.services import create_mailbox
 from mailvault.archive.store import store_for
-from mailvault.ingestion.imports import ImportReport, run_import
+from mailvault.ingestion.imports import ImportReport, resume_key_prefix, run_import
 from mailvault.search import TenantIndex
 from mailvault.sources.files import ImportItem, ImportProblem, iter_items
 from mailvault.tenancy.context import tenant_context
@@ -166,11 +166,13 @@ def test_every_message_is_accounted_for(archive: Imported, name: str) -> None:
     assert placed.count() == len(source.placements)
     assert set(placed.values_list("folder__path", "message__sha256")) == source.placements
     # Every source message is filed under its own reference (none lost, none invented)
-    # but the ones whose bytes were already filed in the same folder.
+    # but the ones whose bytes were already filed in the same folder; the resume key is
+    # the reader's reference behind the import path.
     refs = set(placed.values_list("source_ref", flat=True))
+    prefix = resume_key_prefix(source.root)
     first_ref: dict[tuple[str, str], str] = {}
     for ref, key in source.items.items():
-        first_ref.setdefault(key, ref)
+        first_ref.setdefault(key, prefix + ref)
     assert refs == set(first_ref.values())
 
 

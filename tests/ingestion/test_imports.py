@@ -465,5 +465,38 @@ def test_a_path_outside_the_allowed_roots_is_refused_before_reading(
     assert Message.objects.count() == 2
 
 
+def test_progress_gets_the_estimated_total_and_without_it_nothing_is_counted(
+    mailbox: Mailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_messages(tmp_path / "a", 3)
+    write_messages(tmp_path / "b", 2)
+    seen: list[tuple[int, int | None]] = []
+    report = run_import(
+        mailbox, [tmp_path / "a"], allowed_roots=[], progress=lambda d, t: seen.append((d, t))
+    )
+    assert report.archived == 3 and seen and seen[-1] == (3, 3)
+
+    def no_count(path: Path) -> int:
+        raise AssertionError("counted without a progress bar")
+
+    # Counting reads every file once more: an import without a progress bar skips it.
+    monkeypatch.setattr("mailvault.ingestion.imports.estimate_total", no_count)
+    assert run_import(mailbox, [tmp_path / "b"], allowed_roots=[]).archived == 2
+
+
+def test_two_folders_with_files_of_the_same_names_are_both_imported(
+    mailbox: Mailbox, tmp_path: Path
+) -> None:
+    write_messages(tmp_path / "alice", 3)  # 0.eml, 1.eml, 2.eml
+    write_messages(tmp_path / "bob", 3)  # the same names, other messages
+    first = run_import(mailbox, [tmp_path / "alice"], allowed_roots=[])
+    second = run_import(mailbox, [tmp_path / "bob"], allowed_roots=[])
+    assert (first.archived, second.archived, second.skipped) == (3, 3, 0)
+    # The same folder again is recognised item by item, before anything is read.
+    again = run_import(mailbox, [tmp_path / "bob"], allowed_roots=[])
+    assert (again.archived, again.skipped) == (0, 3)
+    assert Message.objects.count() == 6
+
+
 def test_prepare_workers_leave_a_core_to_the_importer() -> None:
     assert [prepare_workers(cpus) for cpus in (1, 2, 3, 4, 8, 64)] == [1, 1, 2, 3, 3, 3]

@@ -17,6 +17,16 @@ from mailvault.archive.services import folder_for_path
 JOURNAL_REF_PREFIX = "smtp:"
 
 
+def filed_source_refs(mailbox: Mailbox, refs: list[str]) -> set[str]:
+    """Which of ``refs`` (sources' own item ids) an earlier run already filed in
+    ``mailbox``: a resumed import or sync skips those before reading them again."""
+    return set(
+        Placement.objects.filter(mailbox=mailbox, source_ref__in=refs).values_list(
+            "source_ref", flat=True
+        )
+    )
+
+
 @transaction.atomic
 def place(mailbox: Mailbox, message: Message, path: str, source_ref: str) -> bool:
     """File ``message`` at ``path`` of ``mailbox`` as the source's ``source_ref``.

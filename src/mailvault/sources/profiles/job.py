@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
+from mailvault.archive.filing import filed_source_refs
 from mailvault.archive.models import Mailbox, Message
 from mailvault.ingestion.pipeline import Ingestor
 from mailvault.ingestion.types import IngestRequest, Target
@@ -38,7 +39,6 @@ from mailvault.sources.profiles.runs import (
     ProfileRunFailed,
     RunReport,
     decide,
-    done_refs,
     failure_recorder,
     log_report,
 )
@@ -113,7 +113,7 @@ class _ImapArchiver:
         refs = [_imap_ref(self.profile, m) for m in batch]
         done: set[str] = set()
         if folder.path in self.checking and refs:
-            done = done_refs(mailbox, refs)
+            done = filed_source_refs(mailbox, refs)
             if len(done) < len(refs):
                 self.checking.discard(folder.path)
         handed = False

@@ -20,6 +20,7 @@ from datetime import date, datetime
 
 from django.utils import timezone
 
+from mailvault.archive.filing import filed_source_refs
 from mailvault.archive.models import Mailbox, Message
 from mailvault.ingestion.pipeline import Ingestor
 from mailvault.ingestion.types import IngestRequest, Target
@@ -34,7 +35,6 @@ from mailvault.sources.profiles.job import BATCH_SIZE, INGEST_WORKERS
 from mailvault.sources.profiles.runs import (
     ProfileRunFailed,
     RunReport,
-    done_refs,
     failure_recorder,
     log_report,
 )
@@ -257,7 +257,7 @@ def _add(ingestor: Ingestor, report: RunReport, chunk: _Chunk, *, keep_candidate
     how many were queued."""
     user_id = chunk.source.user_id
     refs = [f"graph:{user_id}:{mid}" for mid, _raw, _flagged in chunk.items]
-    done = done_refs(chunk.source.mailbox, refs)
+    done = filed_source_refs(chunk.source.mailbox, refs)
     queued = 0
     target = [Target(chunk.source.mailbox, chunk.folder.path)]
     for ref, (mid, raw, flagged) in zip(refs, chunk.items, strict=True):

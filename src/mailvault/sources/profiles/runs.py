@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mailvault.archive.models import Mailbox, Placement
+from mailvault.archive.filing import filed_source_refs
+from mailvault.archive.models import Mailbox
 from mailvault.ingestion.pipeline import Ingestor
 from mailvault.ingestion.types import IngestRequest, IngestResult, Target
 from mailvault.jobs.context import JobContext, JobFailed
@@ -39,14 +40,6 @@ class RunReport:
                 self.duplicates += 1
 
 
-def done_refs(mailbox: Mailbox, refs: list[str]) -> set[str]:
-    return set(
-        Placement.objects.filter(mailbox=mailbox, source_ref__in=refs).values_list(
-            "source_ref", flat=True
-        )
-    )
-
-
 def ingest_items(
     ingestor: Ingestor,
     report: RunReport,
@@ -56,7 +49,7 @@ def ingest_items(
 ) -> None:
     """``items``: (folder path, source_ref, raw). Skips refs already filed (resumed runs)."""
     ingestor.results.clear()  # add() may flush on its own: count from the results list
-    done = done_refs(mailbox, [ref for _, ref, _ in items])
+    done = filed_source_refs(mailbox, [ref for _, ref, _ in items])
     for folder_path, ref, raw in items:
         report.fetched += 1
         if ref in done:

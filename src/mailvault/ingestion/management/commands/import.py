@@ -53,7 +53,10 @@ class Command(BaseCommand):
 
                 try:
                     report = run_import(
-                        address.mailbox, options["paths"], allowed_roots=[], progress=progress
+                        address.mailbox,
+                        options["paths"],
+                        allowed_roots=[],
+                        progress=None if options["no_progress"] else progress,
                     )
                 except ImportRefused as exc:
                     raise CommandError(str(exc)) from exc
