@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from mailvault.archive.store import BlobStore
-from mailvault.sqlite_checkpoint import Checkpointer
+from mailvault.sqlite_checkpoint import MIN_INTERVAL_S, Checkpointer
 
 KEY = bytes(range(32))
 
@@ -64,6 +64,33 @@ def test_the_writer_stops_checkpointing_and_the_thread_keeps_the_log_copied(
     reader = sqlite3.connect(path)
     assert reader.execute("SELECT count(*) FROM t").fetchone()[0] == 40 * 500
     checkpointer.close()  # twice is harmless
+
+
+def wait_for_checkpoints(checkpointer: Checkpointer, count: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while checkpointer.checkpoints < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return checkpointer.checkpoints >= count
+
+
+def test_commits_close_together_share_a_checkpoint_and_a_late_one_gets_its_own(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "db.sqlite3"
+    db = writer(path)
+    checkpointer = Checkpointer(path, db.execute)
+    started = time.monotonic()
+    commit_batches(db, 40, after=checkpointer)
+    burst = time.monotonic() - started
+    assert wait_for_checkpoints(checkpointer, 1, within=10)
+    time.sleep(MIN_INTERVAL_S * 1.5)
+    # One checkpoint per MIN_INTERVAL_S at most (plus the first, at once), not one each.
+    assert checkpointer.checkpoints <= 2 + int(burst / MIN_INTERVAL_S)
+    before = checkpointer.checkpoints
+    commit_batches(db, 1, after=checkpointer)
+    # Not left for close(): the thread copies it once the interval has passed.
+    assert wait_for_checkpoints(checkpointer, before + 1, within=MIN_INTERVAL_S + 5)
+    checkpointer.close()
 
 
 def test_without_commits_nothing_is_checkpointed_and_close_is_quick(tmp_path: Path) -> None:

@@ -10,14 +10,22 @@ checkpoint from a connection of its own after each commit, in a daemon thread (S
 releases the GIL while it works), so the writer goes on meanwhile. A passive checkpoint
 never blocks readers or writers; it copies what it can, and the log is reused from its
 start as soon as one has caught up, as with automatic checkpoints.
+
+Checkpoints are at least ``MIN_INTERVAL_S`` apart: commits in between are copied back
+together, so a page the next batch dirties again is copied once, not once per commit.
+On the R-help import this took the checkpoints from 1.8 to 0.8 CPU seconds (one after
+each of ~350 commits, against 44), and the log stays at about a second of writes.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+
+MIN_INTERVAL_S = 1.0
 
 
 class Checkpointer:
@@ -55,11 +63,16 @@ class Checkpointer:
 
     def _run(self) -> None:
         db = sqlite3.connect(self._path, isolation_level=None, timeout=60)
+        last = -MIN_INTERVAL_S
         try:
             while True:
                 with self._wake:
                     while not self._due:
                         self._wake.wait()
+                    # Let the commits of the next moment join this checkpoint.
+                    wait = last + MIN_INTERVAL_S - time.monotonic()
+                    if wait > 0 and not self._closed:
+                        self._wake.wait_for(lambda: self._closed, timeout=wait)
                     self._due = False
                     closing = self._closed
                 try:
@@ -67,6 +80,7 @@ class Checkpointer:
                     self.checkpoints += 1
                 except sqlite3.Error as exc:  # busy, say: the next one catches up
                     self.last_error = exc
+                last = time.monotonic()
                 if closing:
                     return
         finally:
