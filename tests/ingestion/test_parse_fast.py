@@ -8,12 +8,21 @@ for hand-made oddities and for the malformed mail of the shared corpus.
 
 from __future__ import annotations
 
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from corpus import iter_files, message_root
-from mailvault.ingestion.parse import _plain_header_fields, parse_message
+from mailvault.ingestion.parse import (
+    _WS,
+    _plain_date,
+    _plain_header_fields,
+    header_text,
+    parse_message,
+)
 from mailvault.sources.files import ImportItem, iter_items
 
 BODY = b"Hello,\r\nthe numbers are attached.\r\n"
@@ -127,6 +136,55 @@ def test_fast_paths_are_taken_for_plain_header_blocks_only() -> None:
         raw = CASES[name]
         end = min(i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0)
         assert _plain_header_fields(raw[:end]) is None, name
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=40))
+@example(" a\xa0 b\u2003c\x1cd\x85e\u2028f\tg\r\n h ")
+@example("\u3000word\u3000")
+def test_header_text_folds_whitespace_like_the_regular_expression(text: str) -> None:
+    # Unicode spaces, tabs, line ends, control characters: the shortcut must not differ.
+    value = text.replace("=?", "")
+    assert header_text(value) == _WS.sub(" ", value).strip()
+
+
+_DAY_NAMES = ("", "Mon, ", "Tue, ", "Sun, ", "Tue,", "tue, ")
+_MONTHS = ("Jan", "Feb", "Apr", "Sep", "Dec", "jan", "Foo")
+
+
+@given(
+    st.sampled_from(_DAY_NAMES),
+    st.integers(0, 40),
+    st.sampled_from(_MONTHS),
+    st.integers(0, 10_000),
+    st.integers(0, 26),
+    st.integers(0, 61),
+    st.one_of(st.none(), st.integers(0, 61)),
+    st.sampled_from(("+", "-")),
+    st.integers(0, 9999),
+    st.sampled_from(("", " (CEST)", " (MET DST)", " ()", "  ", " EST")),
+)
+@example("Tue, ", 1, "Apr", 2003, 0, 6, 38, "-", 0, " (GMT)")  # "-0000": no zone
+@example("", 29, "Feb", 2001, 10, 0, None, "+", 2400, "")  # no such day; offset of a day
+def test_plain_dates_are_read_as_the_email_package_reads_them(
+    day_name: str,
+    day: int,
+    month: str,
+    year: int,
+    hour: int,
+    minute: int,
+    second: int | None,
+    sign: str,
+    zone: int,
+    tail: str,
+) -> None:
+    seconds = "" if second is None else f":{second:02d}"
+    value = f"{day_name}{day} {month} {year:04d} {hour:02d}:{minute:02d}{seconds} {sign}{zone:04d}"
+    value += tail
+    fast = _plain_date(value)
+    if fast is None:
+        return  # left to the email package
+    slow = parsedate_to_datetime(value)
+    assert (fast, fast.utcoffset()) == (slow, slow.utcoffset()), value
 
 
 def test_cached_addresses_are_not_shared_between_results() -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from email import policy
 from email.header import Header, decode_header, make_header
 from email.message import Message as EmailMessage
@@ -64,6 +64,10 @@ def header_text(value: object) -> str:
     """Decode an RFC 2047 header to text, tolerating every kind of breakage."""
     if type(value) is str and "=?" not in value:
         # No encoded word: RFC 2047 decoding would hand the text back as it is.
+        if "  " not in value and value.isprintable():
+            # No run of whitespace to fold (a printable text's only whitespace is the
+            # ASCII space): what the substitution would give, at a quarter of its cost.
+            return value.strip()
         return _WS.sub(" ", value).strip()
     return _decoded_header_text(value)
 
@@ -109,12 +113,48 @@ def _address_pairs(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     return tuple((n.strip(), a.strip().casefold()) for n, a in pairs if a and "@" in a)
 
 
-def _date(msg: EmailMessage, problems: list[str]) -> datetime | None:
+_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MONTHS = {name: n for n, name in enumerate(_MONTH_NAMES, 1)}
+# The usual form of a Date header: "[Tue, ]1 Apr 2003 00:06:38 +0200[ (CEST)]".
+_PLAIN_DATE = re.compile(
+    r"(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), )?([0-9]{1,2}) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep"
+    r"|Oct|Nov|Dec) ([0-9]{4}) ([0-9]{2}):([0-9]{2})(?::([0-9]{2}))? ([+-])([0-9]{2})([0-9]{2})"
+    r"(?: \([^()]*\))?"
+)
+
+
+def _plain_date(value: str) -> datetime | None:
+    """A Date header in the usual form, read as :func:`parsedate_to_datetime` reads it but
+    at a fifth of its cost; None for anything else (that function then reads it, errors
+    and oddities included: "-0000", two-digit years, zone names)."""
+    match = _PLAIN_DATE.fullmatch(value)
+    if match is None:
+        return None
+    day, month, year, hour, minute, second, sign, zone_h, zone_m = match.groups()
+    if int(year) < 100 or (sign == "-" and zone_h == zone_m == "00"):
+        return None
+    offset = int(zone_h) * 3600 + int(zone_m) * 60
+    try:
+        return datetime(
+            int(year),
+            _MONTHS[month],
+            int(day),
+            int(hour),
+            int(minute),
+            int(second or 0),
+            tzinfo=timezone(timedelta(seconds=-offset if sign == "-" else offset)),
+        )
+    except ValueError:  # 31 Feb, 25:00, an offset of a day: left to the email package
+        return None
+
+
+def _date(msg: EmailMessage, problems: list[str], fast: bool) -> datetime | None:
     value = msg.get("Date")
     if not value:
         return None
     try:
-        parsed = parsedate_to_datetime(str(value))
+        plain = _plain_date(value) if fast and type(value) is str else None
+        parsed = plain or parsedate_to_datetime(str(value))
     except (TypeError, ValueError, IndexError):
         problems.append(f"unreadable Date header: {str(value)[:80]!r}")
         return None
@@ -262,7 +302,7 @@ def parse_message(raw: bytes, *, fast: bool = True) -> ParsedMessage:
 
     result.message_id = decode(msg.get("Message-ID"))[:998]
     result.subject = decode(msg.get("Subject"))
-    result.date = _date(msg, result.problems)
+    result.date = _date(msg, result.problems, fast)
     senders = _addresses(msg, "From", fast) or _addresses(msg, "Sender", fast)
     if senders:
         result.from_name, result.from_address = senders[0]
