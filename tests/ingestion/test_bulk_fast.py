@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from pytest_django import Settings
 
@@ -32,7 +33,7 @@ from mailvault.archive.bulk import _adapter as bulk_adapter
 from mailvault.archive.bulk import insert_rows
 from mailvault.archive.models import Mailbox, Message, Placement
 from mailvault.archive.services import create_mailbox
-from mailvault.archive.store import compaction, store_for
+from mailvault.archive.store import BlobStore, compaction, store_for
 from mailvault.ingestion import steps
 from mailvault.ingestion.parse import parse_message
 from mailvault.ingestion.pipeline import MESSAGE_FIELDS, Ingestor, ingest
@@ -95,7 +96,8 @@ def concrete(message: Message) -> dict[str, object]:
     return {f.attname: getattr(message, f.attname) for f in fields if f.name != "indexed"}
 
 
-def test_pipelined_import_equals_the_plain_one(world: World) -> None:
+@pytest.mark.parametrize("store_in_background", [False, True])
+def test_pipelined_import_equals_the_plain_one(world: World, store_in_background: bool) -> None:
     raws = [mail(n) for n in range(40)]
     raws[5] = mail(5, Subject="=?utf-8?q?Gr=C3=BC=C3=9Fe?=", Cc="A <a@x.example>, b@y.example")
     # The same bytes in two batches, and twice in one batch (other folders).
@@ -104,7 +106,12 @@ def test_pipelined_import_equals_the_plain_one(world: World) -> None:
     requests.insert(30, IngestRequest(raws[25], FILE, targets=[Target(world.sales, "")]))
     requests.insert(31, IngestRequest(raws[25], FILE, targets=[Target(world.sales, "x")]))
     results: list[IngestResult] = []
-    with Ingestor(workers=2, index_every=10_000, index_interval_s=1e9) as ingestor:
+    with Ingestor(
+        workers=2,
+        index_every=10_000,
+        index_interval_s=1e9,
+        store_in_background=store_in_background,
+    ) as ingestor:
         for start in range(0, len(requests), 9):
             for request in requests[start : start + 9]:
                 ingestor.add(request)
@@ -278,3 +285,47 @@ def test_a_bulk_ingest_failing_in_a_broken_transaction_keeps_its_own_error(world
         ingestor.add(IngestRequest(mail(1), FILE, targets=[Target(world.ops, "Inbox")]))
         transaction.set_rollback(True)  # statements now raise TransactionManagementError
         raise RuntimeError("the real error")
+
+
+def test_a_store_write_failing_in_the_background_records_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(store: object, blobs: object) -> None:
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(steps, "store_blobs", disk_full)
+    with (
+        pytest.raises(OSError, match="no space left"),
+        Ingestor(store_in_background=True) as ingestor,
+    ):
+        for n in range(3):
+            ingestor.add(IngestRequest(mail(n), FILE, targets=[Target(world.ops, "Inbox")]))
+    # The rows were inserted while the store wrote, and rolled back when it failed.
+    assert (Message.objects.count(), Placement.objects.count()) == (0, 0)
+
+
+def test_a_database_error_while_the_store_writes_waits_for_the_store(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    finished: list[bool] = []
+    real = steps.store_blobs
+
+    def slow(store: BlobStore, blobs: list[bytes]) -> None:
+        time.sleep(0.3)
+        real(store, blobs)
+        finished.append(True)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise DatabaseError("database is locked")
+
+    monkeypatch.setattr(steps, "store_blobs", slow)
+    monkeypatch.setattr(Ingestor, "_place", broken)
+    with (
+        pytest.raises(DatabaseError, match="locked"),
+        Ingestor(store_in_background=True) as ingestor,
+    ):
+        ingestor.add(IngestRequest(mail(1), FILE, targets=[Target(world.ops, "Inbox")]))
+    assert finished == [True]  # the write was not left running past the error
+    assert Message.objects.count() == 0
+    with store_for(world.tenant) as store:  # stored bytes with no row: deduplicated later
+        assert store.get(hashlib.sha256(mail(1)).hexdigest()) == mail(1)

@@ -162,6 +162,7 @@ def run_import(
             workers=workers,
             keep_results=False,
             index_in_background=True,
+            store_in_background=True,
         ) as ingestor,
     ):
         for path in paths:

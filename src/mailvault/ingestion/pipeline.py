@@ -7,16 +7,17 @@ at a time (one fsync of the store, one database transaction and one index commit
 batch), which is what makes bulk imports fast. Both need the tenant to be active
 (``tenant_context``).
 
-Failure model: the store is written (and made durable) before the database records the
-message, and the database before the index. A crash between the steps leaves bytes the
-store will deduplicate on the next attempt, or messages with ``indexed=False`` that
-:func:`mailvault.ingestion.reconcile.reconcile_index` picks up. Nothing is lost.
+Failure model: the store is written (and made durable) before the database commits the
+message (a bulk import inserts the rows while the store writes, in a transaction that
+commits once the store is durable), and the database before the index. A crash between
+the steps leaves bytes the store will deduplicate on the next attempt, or messages with
+``indexed=False`` that :func:`mailvault.ingestion.reconcile.reconcile_index` picks up.
+Nothing is lost.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from mailvault.archive.models import Folder, Mailbox, MailboxAddress, Message, P
 from mailvault.archive.services import folder_for_path
 from mailvault.archive.store import BlobStore, PreparedBlob, store_for
 from mailvault.ingestion import steps
+from mailvault.ingestion.background import IndexCommit, StoreWrite
 from mailvault.ingestion.bulk_database import BulkDatabase
 from mailvault.ingestion.extract import Extractor
 from mailvault.ingestion.parallel import (
@@ -83,35 +85,6 @@ class _Queued:
     placements: int
 
 
-class _IndexCommit(threading.Thread):
-    """One index commit running beside the ingestion (``index_in_background``).
-
-    tantivy releases the GIL while it commits and merges, so the next batches are
-    parsed, stored and recorded meanwhile; the messages are marked indexed by the
-    ingesting thread once the commit is known to have succeeded.
-    """
-
-    def __init__(self, tenant_id: int, documents: list[IndexDocument]) -> None:
-        super().__init__(name="index-commit", daemon=True)
-        self.tenant_id = tenant_id
-        self.documents = documents
-        self.error: BaseException | None = None
-        self.start()
-
-    def run(self) -> None:
-        try:
-            TenantIndex.open(self.tenant_id).add(self.documents)
-        except BaseException as exc:  # handed to the ingesting thread by wait()
-            self.error = exc
-
-    def wait(self) -> list[int]:
-        """The ids committed; raises what the commit raised."""
-        self.join()
-        if self.error is not None:
-            raise self.error
-        return [d.message_id for d in self.documents]
-
-
 class Ingestor:
     """Batching front of the pipeline for the active tenant. Use as a context manager,
     ``add()`` requests, read results from ``flush()`` (called for you every
@@ -132,6 +105,7 @@ class Ingestor:
         workers: int = 0,
         keep_results: bool = True,
         index_in_background: bool = False,
+        store_in_background: bool = False,
     ) -> None:
         """``index_every``/``index_interval_s``: commit the search index once this many
         messages wait or this much time has passed (bulk imports commit rarely; a single
@@ -140,7 +114,9 @@ class Ingestor:
         ``keep_results=False``: ``results`` stays empty (a bulk import reads each batch's
         results from ``flush()``; keeping them all would grow with the import).
         ``index_in_background``: ``commit_index()`` returns while tantivy commits (one
-        commit at a time); the last one is waited for at exit (bulk imports)."""
+        commit at a time); the last one is waited for at exit (bulk imports).
+        ``store_in_background``: a batch is written to the store while it is recorded,
+        the database committing once the store has (bulk imports)."""
         self.tenant = current_tenant()
         self.batch_size = batch_size
         self.max_batch_bytes = max_batch_bytes
@@ -164,7 +140,8 @@ class Ingestor:
         self._last_index = time.monotonic()
         self._recorded_since_stats = 0
         self.index_in_background = index_in_background
-        self._index_commit: _IndexCommit | None = None
+        self.store_in_background = store_in_background
+        self._index_commit: IndexCommit | None = None
         self._bulk_db = BulkDatabase() if index_in_background else None
 
     def __enter__(self) -> Ingestor:
@@ -284,8 +261,7 @@ class Ingestor:
             for request, (sha, parsed, blob) in zip(batch, prepared, strict=True)
         ]
         self._deduplicate(items)
-        self._store(items)
-        self._record(items)
+        self._record(items, self._store(items))
         self._recorded_since_stats += len(items)
         if self._recorded_since_stats >= PLANNER_STATS_EVERY:
             self._recorded_since_stats = 0
@@ -317,18 +293,32 @@ class Ingestor:
             if item.message is not None:
                 item.pk = item.message.pk
 
-    def _store(self, items: list[_Item]) -> None:
+    def _store(self, items: list[_Item]) -> StoreWrite | None:
+        """Store the new messages' bytes, durable; with ``store_in_background`` in a
+        thread that :meth:`_record` waits for before its commit."""
         new: dict[str, _Item] = {}
         for item in items:
             if item.message is None and item.sha256 not in new:
                 new[item.sha256] = item
                 item.stored = True
-        if new:
-            steps.store_blobs(
-                self.store, [item.prepared or item.request.raw for item in new.values()]
-            )
+        if not new:
+            return None
+        blobs = [item.prepared or item.request.raw for item in new.values()]
+        if self.store_in_background:
+            return StoreWrite(self.store, blobs)
+        steps.store_blobs(self.store, blobs)
+        return None
 
-    def _record(self, items: list[_Item]) -> None:
+    def _record(self, items: list[_Item], storing: StoreWrite | None = None) -> None:
+        try:
+            self._record_rows(items, storing)
+        finally:
+            if storing is not None:  # an error before its wait(): let it end all the same
+                storing.join()
+        if self._bulk_db is not None:
+            self._bulk_db.committed()
+
+    def _record_rows(self, items: list[_Item], storing: StoreWrite | None) -> None:
         now = timezone.now()
         with transaction.atomic():
             first_of: dict[str, _Item] = {}
@@ -362,8 +352,8 @@ class Ingestor:
                             item.pk, item.row = pk, rows[item.sha256]
             self._merge_envelopes(items, created)
             self._place(items, now, created)
-        if self._bulk_db is not None:
-            self._bulk_db.committed()
+            if storing is not None:
+                storing.wait()  # the bytes are durable before the rows are committed
 
     def _merge_envelopes(self, items: list[_Item], created: set[int]) -> None:
         """A message archived before (from a mailbox, say) and now journaled: the new
@@ -499,7 +489,7 @@ class Ingestor:
             documents = [q.document for q in queued.values()]
             if self.index_in_background:
                 self.finish_index()
-                self._index_commit = _IndexCommit(self.tenant.pk, documents)
+                self._index_commit = IndexCommit(self.tenant.pk, documents)
             else:
                 TenantIndex.open(self.tenant.pk).add(documents)
                 steps.mark_indexed(ids)
