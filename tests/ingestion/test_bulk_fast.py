@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -302,6 +303,7 @@ def test_a_store_write_failing_in_the_background_records_nothing(
             ingestor.add(IngestRequest(mail(n), FILE, targets=[Target(world.ops, "Inbox")]))
     # The rows were inserted while the store wrote, and rolled back when it failed.
     assert (Message.objects.count(), Placement.objects.count()) == (0, 0)
+    assert "store-write" not in {t.name for t in threading.enumerate()}
 
 
 def test_a_database_error_while_the_store_writes_waits_for_the_store(
@@ -326,6 +328,7 @@ def test_a_database_error_while_the_store_writes_waits_for_the_store(
     ):
         ingestor.add(IngestRequest(mail(1), FILE, targets=[Target(world.ops, "Inbox")]))
     assert finished == [True]  # the write was not left running past the error
+    assert "store-write" not in {t.name for t in threading.enumerate()}
     assert Message.objects.count() == 0
     with store_for(world.tenant) as store:  # stored bytes with no row: deduplicated later
         assert store.get(hashlib.sha256(mail(1)).hexdigest()) == mail(1)

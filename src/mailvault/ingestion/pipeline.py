@@ -34,7 +34,7 @@ from mailvault.archive.models import Folder, Mailbox, MailboxAddress, Message, P
 from mailvault.archive.services import folder_for_path
 from mailvault.archive.store import BlobStore, PreparedBlob, store_for
 from mailvault.ingestion import steps
-from mailvault.ingestion.background import IndexCommit, StoreWrite
+from mailvault.ingestion.background import IndexCommit, StoreWrite, StoreWriter
 from mailvault.ingestion.bulk_database import BulkDatabase
 from mailvault.ingestion.extract import Extractor
 from mailvault.ingestion.parallel import (
@@ -141,6 +141,7 @@ class Ingestor:
         self._recorded_since_stats = 0
         self.index_in_background = index_in_background
         self.store_in_background = store_in_background
+        self._store_writer: StoreWriter | None = None
         self._index_commit: IndexCommit | None = None
         self._bulk_db = BulkDatabase() if index_in_background else None
 
@@ -170,6 +171,9 @@ class Ingestor:
                 self._pool.close()
             self._pool = None
             self._inflight = None
+        if self._store_writer is not None:  # before the store it writes to is closed
+            self._store_writer.close()
+            self._store_writer = None
         if self._blob_store is not None:
             self._blob_store.close()
             self._blob_store = None
@@ -305,7 +309,9 @@ class Ingestor:
             return None
         blobs = [item.prepared or item.request.raw for item in new.values()]
         if self.store_in_background:
-            return StoreWrite(self.store, blobs)
+            if self._store_writer is None:
+                self._store_writer = StoreWriter(self.store)
+            return self._store_writer.submit(blobs)
         steps.store_blobs(self.store, blobs)
         return None
 
