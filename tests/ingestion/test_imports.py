@@ -496,6 +496,9 @@ def test_two_folders_with_files_of_the_same_names_are_both_imported(
     again = run_import(mailbox, [tmp_path / "bob"], allowed_roots=[])
     assert (again.archived, again.skipped) == (0, 3)
     assert Message.objects.count() == 6
+    # One file of a folder imported before, on its own: the same item, not read again.
+    alone = run_import(mailbox, [tmp_path / "bob" / "1.eml"], allowed_roots=[])
+    assert (alone.archived, alone.skipped) == (0, 1)
 
 
 def test_prepare_workers_leave_a_core_to_the_importer() -> None:

@@ -74,8 +74,11 @@ def resume_key_prefix(path: Path) -> str:
     The reader's refs are relative to the path it was given (``eml:1.eml``), so two
     folders with files of the same names would share them: without the path in the key,
     importing the second folder into the same mailbox skipped its messages as "imported
-    before". Resuming the same path finds its own keys again."""
-    root = esc(str(path.resolve()))
+    before". Resuming the same path finds its own keys again. A file's refs name the
+    file already (``mbox:2003-April.txt:0``), so its directory is enough: a file
+    imported on its own and within its folder gets the same keys."""
+    resolved = path.resolve()
+    root = esc(str(resolved.parent if resolved.is_file() else resolved))
     if len(root) > _MAX_ROOT_IN_REF:
         root = "sha256-" + hashlib.sha256(root.encode("utf-8", "surrogateescape")).hexdigest()
     return f"{root}!"
