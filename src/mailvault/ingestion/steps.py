@@ -8,6 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from django.db.models import Count, Q
 
@@ -62,7 +63,14 @@ class Indexable:
 
 
 def _addresses(values: list[str]) -> list[Address]:
-    return [Address(v) for v in values if v]
+    return [_address(v) for v in values if v]
+
+
+@lru_cache(maxsize=4096)
+def _address(value: str) -> Address:
+    """One (immutable) Address per recurring value: a list's own address is in nearly
+    every message of an import, and making a frozen dataclass costs more than the lookup."""
+    return Address(value)
 
 
 Placed = list[tuple[int, str]]  # (mailbox id, folder path) per placement of a message

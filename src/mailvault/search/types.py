@@ -52,7 +52,7 @@ class IndexDocument:
             self.archived_at is not None and self.archived_at.tzinfo is None
         ):
             raise ValueError("IndexDocument dates must be timezone-aware")
-        if self.message_id < 0 or self.size < 0 or any(m < 0 for m in self.mailbox_ids):
+        if self.message_id < 0 or self.size < 0 or (self.mailbox_ids and min(self.mailbox_ids) < 0):
             raise ValueError("IndexDocument ids and size must not be negative")
 
 
