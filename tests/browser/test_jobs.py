@@ -26,6 +26,8 @@ from pytest_django import Settings
 
 from corpus import archive_settings, message_root
 from mailvault.archive import services as archive
+from mailvault.ingestion.pipeline import Ingestor
+from mailvault.ingestion.types import IngestResult
 from mailvault.jobs.management.commands.worker import RecoveringWorker
 from mailvault.tenancy.context import tenant_context
 from mailvault.tenancy.provisioning import ProvisionedTenant
@@ -149,6 +151,20 @@ def import_root(tmp_path: Path, settings: Settings) -> Path:
     return root
 
 
+@pytest.fixture
+def paced_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The import's batches, 50 messages each here, take at least 50 ms: a bulk import
+    gets through these months in a few seconds, before the page has watched its progress
+    move and cancelled it. The import itself is the real one."""
+    submit = Ingestor.submit
+
+    def paced(self: Ingestor) -> list[IngestResult]:
+        time.sleep(0.05)
+        return submit(self)
+
+    monkeypatch.setattr(Ingestor, "submit", paced)
+
+
 def test_schedule_run_watch_progress_cancel(
     import_root: Path,  # first: the archive settings hold before the tenant exists
     page: Page,
@@ -157,6 +173,7 @@ def test_schedule_run_watch_progress_cancel(
     ui: Ui,
     worker: WorkerThread,
     shots_dir: Path,
+    paced_import: None,
 ) -> None:
     with tenant_context(tenant.tenant):
         archive.create_mailbox(MAILBOX)
