@@ -41,6 +41,18 @@ def wal_frames(path: Path) -> int:
         other.close()
 
 
+def wait_for_checkpoints(checkpointer: Checkpointer, count: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while checkpointer.checkpoints < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return checkpointer.checkpoints >= count
+
+
+def checkpointed_writer(path: Path) -> tuple[sqlite3.Connection, Checkpointer]:
+    db = writer(path)
+    return db, Checkpointer(path, db.execute)
+
+
 def autocheckpoint(db: sqlite3.Connection) -> int:
     return int(db.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
 
@@ -49,14 +61,11 @@ def test_the_writer_stops_checkpointing_and_the_thread_keeps_the_log_copied(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "db.sqlite3"
-    db = writer(path)
-    checkpointer = Checkpointer(path, db.execute)
+    db, checkpointer = checkpointed_writer(path)
     assert autocheckpoint(db) == 0
     commit_batches(db, 40, after=checkpointer)
-    deadline = time.monotonic() + 10
-    while checkpointer.checkpoints == 0 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert checkpointer.checkpoints > 0 and checkpointer.last_error is None
+    assert wait_for_checkpoints(checkpointer, 1, within=10)
+    assert checkpointer.last_error is None
     checkpointer.close()
     assert autocheckpoint(db) == 1000
     # The last checkpoint at close copied everything; readers see every row.
@@ -66,19 +75,10 @@ def test_the_writer_stops_checkpointing_and_the_thread_keeps_the_log_copied(
     checkpointer.close()  # twice is harmless
 
 
-def wait_for_checkpoints(checkpointer: Checkpointer, count: int, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while checkpointer.checkpoints < count and time.monotonic() < deadline:
-        time.sleep(0.01)
-    return checkpointer.checkpoints >= count
-
-
 def test_commits_close_together_share_a_checkpoint_and_a_late_one_gets_its_own(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "db.sqlite3"
-    db = writer(path)
-    checkpointer = Checkpointer(path, db.execute)
+    db, checkpointer = checkpointed_writer(tmp_path / "db.sqlite3")
     started = time.monotonic()
     commit_batches(db, 40, after=checkpointer)
     burst = time.monotonic() - started
