@@ -57,14 +57,15 @@ def _adapter(field: models.Field[Any, Any]) -> Callable[[Any], Any] | None:
 def _sqlite_datetime() -> Callable[[datetime], str] | None:
     """SQLite's datetime adaptation as Django does it (an aware value in the connection's
     time zone, naive, as text), without its per-value settings and time zone lookups:
-    a third of the cost, and every message row of an import has a date of its own."""
+    2.5 instead of 4.7 µs a value, and every message row of an import has a date of its
+    own."""
     if connection.vendor != "sqlite" or not settings.USE_TZ or connection.timezone is not UTC:
         return None
 
     def adapt(value: datetime) -> str:
         if value.utcoffset() is None:
             return str(value)
-        # In UTC, less its "+00:00": what str() gives of the naive value, at half the cost.
+        # In UTC, less its "+00:00": what str() gives of the naive value.
         return value.astimezone(UTC).isoformat(" ")[:-6]
 
     return adapt

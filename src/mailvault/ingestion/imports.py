@@ -75,8 +75,8 @@ def resume_key_prefix(path: Path) -> str:
     folders with files of the same names would share them: without the path in the key,
     importing the second folder into the same mailbox skipped its messages as "imported
     before". Resuming the same path finds its own keys again. A file's refs name the
-    file already (``mbox:2003-April.txt:0``), so its directory is enough: a file
-    imported on its own and within its folder gets the same keys."""
+    file already (``mbox:2003-April.txt:0``), so its directory is enough: a file at the
+    top of a folder imported before is recognised when imported on its own."""
     resolved = path.resolve()
     root = esc(str(resolved.parent if resolved.is_file() else resolved))
     if len(root) > _MAX_ROOT_IN_REF:
