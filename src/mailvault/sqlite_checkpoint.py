@@ -63,7 +63,7 @@ class Checkpointer:
 
     def _run(self) -> None:
         db = sqlite3.connect(self._path, isolation_level=None, timeout=60)
-        last = -MIN_INTERVAL_S
+        last = float("-inf")  # the first checkpoint runs at once
         try:
             while True:
                 with self._wake:

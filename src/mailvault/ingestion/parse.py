@@ -121,28 +121,27 @@ _PLAIN_DATE = re.compile(
     r"|Oct|Nov|Dec) ([0-9]{4}) ([0-9]{2}):([0-9]{2})(?::([0-9]{2}))? ([+-])([0-9]{2})([0-9]{2})"
     r"(?: \([^()]*\))?"
 )
+_ZONES: dict[str, timezone] = {}  # by "+0200": the same few offsets come back every message
 
 
 def _plain_date(value: str) -> datetime | None:
     """A Date header in the usual form, read as :func:`parsedate_to_datetime` reads it but
-    at a fifth of its cost; None for anything else (that function then reads it, errors
-    and oddities included: "-0000", two-digit years, zone names)."""
+    at half its cost (3 against 6 µs); None for anything else (that function then reads
+    it, errors and oddities included: "-0000", two-digit years, zone names)."""
     match = _PLAIN_DATE.fullmatch(value)
     if match is None:
         return None
     day, month, year, hour, minute, second, sign, zone_h, zone_m = match.groups()
     if int(year) < 100 or (sign == "-" and zone_h == zone_m == "00"):
         return None
-    offset = int(zone_h) * 3600 + int(zone_m) * 60
     try:
+        zone = _ZONES.get(sign + zone_h + zone_m)
+        if zone is None:
+            offset = int(zone_h) * 3600 + int(zone_m) * 60
+            zone = timezone(timedelta(seconds=-offset if sign == "-" else offset))
+            _ZONES[sign + zone_h + zone_m] = zone
         return datetime(
-            int(year),
-            _MONTHS[month],
-            int(day),
-            int(hour),
-            int(minute),
-            int(second or 0),
-            tzinfo=timezone(timedelta(seconds=-offset if sign == "-" else offset)),
+            int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second or 0), 0, zone
         )
     except ValueError:  # 31 Feb, 25:00, an offset of a day: left to the email package
         return None
