@@ -286,6 +286,10 @@ MAILVAULT_IMPORT_UPLOAD_MAX_BYTES = env_int(
 MAILVAULT_REQUEST_MAX_BYTES = env_int("MAILVAULT_REQUEST_MAX_BYTES", 64 << 20, minimum=1)
 # Messages per batch of the file import job: progress and cancel checks come per batch.
 MAILVAULT_IMPORT_JOB_BATCH = env_int("MAILVAULT_IMPORT_JOB_BATCH", 100, minimum=1)
+# A file import commits its database transaction at most this often (batches in between
+# share it; 0: every batch commits). Longer is faster on SQLite (ingestion/grouped_
+# transaction.py) but holds the write lock longer and shows progress less often.
+MAILVAULT_IMPORT_COMMIT_MS = env_int("MAILVAULT_IMPORT_COMMIT_MS", 1000, minimum=0)
 
 # Microsoft 365 / Entra ID: the two base URLs (the real cloud by default; the emulator's in
 # tests), the app registration's client id and secret, and a CA bundle for HTTPS (empty:

@@ -6,6 +6,8 @@
   RETURNING``), not read back: they must equal what the database returns.
 - Index documents are built when a batch is recorded but committed later; a message
   filed elsewhere in between is indexed with every mailbox it is in.
+- With ``transaction_seconds`` several batches share one database transaction: their
+  documents wait for its commit, and a failure keeps the batches recorded before it.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from mailvault.archive.store import BlobStore, compaction, store_for
 from mailvault.ingestion import steps
 from mailvault.ingestion.parse import parse_message
 from mailvault.ingestion.pipeline import MESSAGE_FIELDS, Ingestor, ingest
+from mailvault.ingestion.reconcile import reconcile_index
 from mailvault.ingestion.types import IngestRequest, IngestResult, Target
 from mailvault.search import Scope, TenantIndex
 from mailvault.search.services import search_for_user
@@ -97,8 +100,12 @@ def concrete(message: Message) -> dict[str, object]:
     return {f.attname: getattr(message, f.attname) for f in fields if f.name != "indexed"}
 
 
-@pytest.mark.parametrize("store_in_background", [False, True])
-def test_pipelined_import_equals_the_plain_one(world: World, store_in_background: bool) -> None:
+@pytest.mark.parametrize(
+    ("store_in_background", "transaction_seconds"), [(False, 0.0), (True, 0.0), (True, 3600.0)]
+)
+def test_pipelined_import_equals_the_plain_one(
+    world: World, store_in_background: bool, transaction_seconds: float
+) -> None:
     raws = [mail(n) for n in range(40)]
     raws[5] = mail(5, Subject="=?utf-8?q?Gr=C3=BC=C3=9Fe?=", Cc="A <a@x.example>, b@y.example")
     # The same bytes in two batches, and twice in one batch (other folders).
@@ -112,6 +119,7 @@ def test_pipelined_import_equals_the_plain_one(world: World, store_in_background
         index_every=10_000,
         index_interval_s=1e9,
         store_in_background=store_in_background,
+        transaction_seconds=transaction_seconds,
     ) as ingestor:
         for start in range(0, len(requests), 9):
             for request in requests[start : start + 9]:
@@ -332,3 +340,67 @@ def test_a_database_error_while_the_store_writes_waits_for_the_store(
     assert Message.objects.count() == 0
     with store_for(world.tenant) as store:  # stored bytes with no row: deduplicated later
         assert store.get(hashlib.sha256(mail(1)).hexdigest()) == mail(1)
+
+
+def _submit_batches(ingestor: Ingestor, world: World, batches: int, size: int = 3) -> None:
+    for b in range(batches):
+        for n in range(b * size, (b + 1) * size):
+            ingestor.add(IngestRequest(mail(n), FILE, targets=[Target(world.ops, "Inbox")]))
+        ingestor.submit()
+
+
+def test_grouped_batches_are_indexed_only_once_their_transaction_commits(
+    world: World, transactional_db: None
+) -> None:
+    """An index document must never name a row a rollback could take back (SQLite hands
+    a rolled-back id out again), so documents of a grouped transaction wait for it."""
+    index = TenantIndex.open(world.tenant.pk)
+    with Ingestor(workers=2, index_every=1, transaction_seconds=3600) as ingestor:
+        _submit_batches(ingestor, world, 3)  # the first two are recorded, the third prepared
+        assert connection.in_atomic_block
+        assert Message.objects.count() == 6  # in the open transaction
+        assert index.count() == 0  # index_every=1, yet nothing was handed to the index
+        ingestor.flush()
+        assert not connection.in_atomic_block
+        assert index.count() == 9
+    assert not Message.objects.filter(indexed=False).exists()
+    assert search_for_user(world.ops_reader, "word8").total == 1
+
+
+def test_grouped_transaction_commits_when_due(world: World, transactional_db: None) -> None:
+    with Ingestor(workers=2, transaction_seconds=0.2) as ingestor:
+        _submit_batches(ingestor, world, 2)
+        assert connection.in_atomic_block
+        time.sleep(0.25)
+        _submit_batches(ingestor, world, 1)  # records the second batch, then commits
+        assert not connection.in_atomic_block
+        assert Message.objects.count() == 6
+
+
+def test_a_failure_in_a_grouped_transaction_keeps_the_batches_before_it(
+    world: World, transactional_db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = steps.store_blobs
+    calls: list[int] = []
+
+    def third_fails(store: BlobStore, blobs: list[bytes]) -> None:
+        calls.append(len(blobs))
+        if len(calls) == 3:
+            raise OSError("no space left on device")
+        real(store, blobs)
+
+    monkeypatch.setattr(steps, "store_blobs", third_fails)
+    with (
+        pytest.raises(OSError, match="no space left"),
+        Ingestor(workers=2, store_in_background=True, transaction_seconds=3600) as ingestor,
+    ):
+        _submit_batches(ingestor, world, 4)
+    assert not connection.in_atomic_block
+    # Two whole batches committed, the failing one rolled back; none of them indexed yet.
+    assert sorted(Message.objects.values_list("message_id", flat=True)) == sorted(
+        f"<{n}@example.com>" for n in range(6)
+    )
+    assert Placement.objects.count() == 6
+    assert Message.objects.filter(indexed=False).count() == 6
+    assert reconcile_index().indexed == 6
+    assert search_for_user(world.ops_reader, "word5").total == 1

@@ -1,12 +1,19 @@
 from django.apps import AppConfig
 
+from mailvault.jobs import registry
+
 
 class ComplianceConfig(AppConfig):
     name = "mailvault.compliance"
     label = "compliance"
 
     def ready(self) -> None:
-        # Registers the sign-in receivers and the audit/integrity process types.
-        # (compliance.jobs: retention and export.)
-        from mailvault.compliance import integrity, jobs  # noqa: F401
-        from mailvault.compliance.audit import digest, signals  # noqa: F401
+        # The sign-in receivers; the process types of retention and export (jobs), the
+        # integrity check and the audit digest.
+        from mailvault.compliance.audit import signals  # noqa: F401
+
+        registry.provided_by(
+            "mailvault.compliance.integrity",
+            "mailvault.compliance.jobs",
+            "mailvault.compliance.audit.digest",
+        )

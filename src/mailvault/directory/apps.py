@@ -1,9 +1,11 @@
 from django.apps import AppConfig
 
+from mailvault.jobs import registry
+
 
 class DirectoryConfig(AppConfig):
     name = "mailvault.directory"
     label = "directory"
 
     def ready(self) -> None:
-        from mailvault.directory import sync  # noqa: F401 - registers the process type
+        registry.provided_by("mailvault.directory.sync")

@@ -1,9 +1,11 @@
 from django.apps import AppConfig
 
+from mailvault.jobs import registry
+
 
 class IngestionConfig(AppConfig):
     name = "mailvault.ingestion"
     label = "ingestion"
 
     def ready(self) -> None:
-        from mailvault.ingestion import file_import  # noqa: F401 - registers the job type
+        registry.provided_by("mailvault.ingestion.file_import")

@@ -166,6 +166,7 @@ def run_import(
             keep_results=False,
             index_in_background=True,
             store_in_background=True,
+            transaction_seconds=settings.MAILVAULT_IMPORT_COMMIT_MS / 1000,
         ) as ingestor,
     ):
         for path in paths:

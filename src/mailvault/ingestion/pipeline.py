@@ -37,6 +37,7 @@ from mailvault.ingestion import steps
 from mailvault.ingestion.background import IndexCommit, StoreWrite, StoreWriter
 from mailvault.ingestion.bulk_database import BulkDatabase
 from mailvault.ingestion.extract import Extractor
+from mailvault.ingestion.grouped_transaction import GroupedTransaction
 from mailvault.ingestion.parallel import (
     PendingBatch,
     Prepared,
@@ -106,6 +107,7 @@ class Ingestor:
         keep_results: bool = True,
         index_in_background: bool = False,
         store_in_background: bool = False,
+        transaction_seconds: float = 0.0,
     ) -> None:
         """``index_every``/``index_interval_s``: commit the search index once this many
         messages wait or this much time has passed (bulk imports commit rarely; a single
@@ -116,7 +118,10 @@ class Ingestor:
         ``index_in_background``: ``commit_index()`` returns while tantivy commits (one
         commit at a time); the last one is waited for at exit (bulk imports).
         ``store_in_background``: a batch is written to the store while it is recorded,
-        the database committing once the store has (bulk imports)."""
+        the database committing once the store has (bulk imports).
+        ``transaction_seconds``: ``submit()`` keeps one database transaction over the
+        batches of this long (see :mod:`.grouped_transaction`; bulk imports); ``flush()``
+        commits it, and the batches' index documents wait for that commit."""
         self.tenant = current_tenant()
         self.batch_size = batch_size
         self.max_batch_bytes = max_batch_bytes
@@ -133,6 +138,10 @@ class Ingestor:
         self.index_interval_s = index_interval_s
         self._to_index: dict[int, _Queued] = {}
         self._to_index_chars = 0
+        self._group = GroupedTransaction(transaction_seconds)
+        # Documents of batches recorded in the open grouped transaction, and their text.
+        self._uncommitted: dict[int, _Queued] = {}
+        self._uncommitted_chars = 0
         # Where the messages created by the current batch were filed (all their placements).
         self._filed: dict[int, steps.Placed] = {}
         self.workers = workers
@@ -158,6 +167,9 @@ class Ingestor:
             self.close()
 
     def close(self) -> None:
+        if self._group.is_open:  # an error: keep the batches recorded whole before it
+            self._group.end_after_error()
+            self._uncommitted = {}  # their rows stay unindexed; reconciliation sees to them
         if self._bulk_db is not None:
             self._bulk_db.close()
             self._bulk_db = None
@@ -209,6 +221,7 @@ class Ingestor:
         batch = self._take()
         if batch:
             results += self._run(batch, self._prepare(batch))
+        self._commit_group()
         if self.keep_results:
             self.results.extend(results)
         return results
@@ -273,6 +286,9 @@ class Ingestor:
         if self.index:
             self._index(items)
         self._filed = {}
+        waiting = self._uncommitted_chars + self._to_index_chars
+        if self._group.due() or waiting >= MAX_PENDING_INDEX_CHARS:
+            self._commit_group()
         tenant_id = self.tenant.pk
         return [
             IngestResult(
@@ -316,13 +332,24 @@ class Ingestor:
         return None
 
     def _record(self, items: list[_Item], storing: StoreWrite | None = None) -> None:
+        self._group.begin()
         try:
             self._record_rows(items, storing)
         finally:
             if storing is not None:  # an error before its wait(): let it end all the same
                 storing.join()
+        if self._bulk_db is not None and not self._group.is_open:
+            self._bulk_db.committed()
+
+    def _commit_group(self) -> None:
+        """Commit the grouped transaction (if open) and queue its documents for the index."""
+        if not self._group.commit():
+            return
         if self._bulk_db is not None:
             self._bulk_db.committed()
+        documents, self._uncommitted = self._uncommitted, {}
+        self._uncommitted_chars = 0
+        self._queue_documents(documents)
 
     def _record_rows(self, items: list[_Item], storing: StoreWrite | None) -> None:
         now = timezone.now()
@@ -456,6 +483,7 @@ class Ingestor:
             if item.pk is not None and (item.stored or item.placements_added or item.envelope_grew):
                 todo.setdefault(item.pk, item)
         chosen = list(todo.values())
+        queued: dict[int, _Queued] = {}
         texts = steps.attachment_texts(self.extractor, [item.parsed for item in chosen])
         where = steps.placements([pk for pk in todo if pk not in self._filed])
         for item, text in zip(chosen, texts, strict=True):
@@ -468,8 +496,16 @@ class Ingestor:
             else:
                 assert item.message is not None
                 document = steps.index_document(item.message, item.parsed, text, placed)
-            self._to_index[pk] = _Queued(document, len(placed))
-            self._to_index_chars += len(document.body) + len(document.attachment_text)
+            queued[pk] = _Queued(document, len(placed))
+        if self._group.is_open:  # queued once the rows they describe are committed
+            self._uncommitted.update(queued)
+            self._uncommitted_chars += _text_chars(queued)
+        else:
+            self._queue_documents(queued)
+
+    def _queue_documents(self, queued: dict[int, _Queued]) -> None:
+        self._to_index.update(queued)
+        self._to_index_chars += _text_chars(queued)
         waited = time.monotonic() - self._last_index
         if (
             len(self._to_index) >= self.index_every
@@ -480,6 +516,7 @@ class Ingestor:
 
     def commit_index(self) -> None:
         """Make everything ingested so far searchable (and mark it indexed)."""
+        self._commit_group()
         if self._to_index:
             queued, self._to_index = self._to_index, {}
             self._to_index_chars = 0
@@ -514,6 +551,10 @@ class Ingestor:
             folder = folder_for_path(mailbox, key[1])
             self._folder_cache[key] = folder
         return folder
+
+
+def _text_chars(queued: dict[int, _Queued]) -> int:
+    return sum(len(q.document.body) + len(q.document.attachment_text) for q in queued.values())
 
 
 MESSAGE_FIELDS = [
