@@ -377,9 +377,11 @@ def test_grouped_transaction_commits_when_due(world: World, transactional_db: No
         assert Message.objects.count() == 6
 
 
-def test_a_failure_in_a_grouped_transaction_keeps_the_batches_before_it(
+def test_a_failure_in_a_grouped_transaction_loses_nothing(
     world: World, transactional_db: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A batch failing while it is recorded rolls back the whole group (its batches have
+    no savepoints); their bytes are in the store, and the next run records them."""
     real = steps.store_blobs
     calls: list[int] = []
 
@@ -396,11 +398,42 @@ def test_a_failure_in_a_grouped_transaction_keeps_the_batches_before_it(
     ):
         _submit_batches(ingestor, world, 4)
     assert not connection.in_atomic_block
-    # Two whole batches committed, the failing one rolled back; none of them indexed yet.
+    assert (Message.objects.count(), Placement.objects.count()) == (0, 0)
+    assert TenantIndex.open(world.tenant.pk).count() == 0
+    with store_for(world.tenant) as store:  # the first two batches' bytes were stored
+        assert len(store.known({hashlib.sha256(mail(n)).hexdigest() for n in range(12)})) == 6
+
+    monkeypatch.setattr(steps, "store_blobs", real)
+    with Ingestor(workers=2, store_in_background=True, transaction_seconds=3600) as ingestor:
+        _submit_batches(ingestor, world, 4)
+        results = ingestor.flush()
     assert sorted(Message.objects.values_list("message_id", flat=True)) == sorted(
-        f"<{n}@example.com>" for n in range(6)
+        f"<{n}@example.com>" for n in range(12)
     )
-    assert Placement.objects.count() == 6
+    assert Placement.objects.count() == 12
+    assert not Message.objects.filter(indexed=False).exists()
+    assert search_for_user(world.ops_reader, "word5").total == 1
+    assert len(results) == 3  # the last batch; the others were returned by submit()
+
+
+def test_a_failure_outside_recording_keeps_the_grouped_batches(
+    world: World, transactional_db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure after the batches were recorded whole (a worker, reading the files)
+    commits them; they are indexed by the reconciliation."""
+    with (
+        pytest.raises(RuntimeError, match="a worker died"),
+        Ingestor(workers=2, transaction_seconds=3600) as ingestor,
+    ):
+        _submit_batches(ingestor, world, 3)  # two batches recorded, the third prepared
+        monkeypatch.setattr(Ingestor, "_collect", _worker_died)
+        _submit_batches(ingestor, world, 1)
+    assert not connection.in_atomic_block
+    assert Message.objects.count() == 6
     assert Message.objects.filter(indexed=False).count() == 6
     assert reconcile_index().indexed == 6
     assert search_for_user(world.ops_reader, "word5").total == 1
+
+
+def _worker_died(*args: object) -> None:
+    raise RuntimeError("a worker died")

@@ -3,16 +3,19 @@
 A batch of a bulk import inserts its Message rows and commits. On SQLite each commit
 writes every page the batch changed to the WAL, and the Message table's SHA-256 unique
 index takes each insert to a random page: a batch of 2,000 rows rewrote about one index
-page per row, commit after commit. Committing once a second instead (several batches,
-each in a savepoint of its own) writes each such page once per second. Measured on the
-R-help rows (a copy of the table, 172,090 inserts): 18.6 µs per row with a commit every
-2,000 rows, 11.7 with one every 10,000.
+page per row, commit after commit. Committing once a second instead (several batches)
+writes each such page once per second. Measured on the R-help rows (a copy of the table,
+172,090 inserts): 18.6 µs per row with a commit every 2,000 rows, 11.7 with one every
+10,000.
 
-The failure model is the pipeline's: a batch's rows are only in the transaction once its
-bytes are durable in the store, and a batch that fails rolls back its own savepoint, so
-what the transaction holds is always whole batches. Index documents wait for the commit
-(the caller's part): an index must never name a message id that a rollback could hand
-out again.
+The batches run without savepoints of their own: a savepoint copies each page a batch
+first changes into a statement journal, and the import ran 2 % slower with them
+(bench/import_cpu.py, alternating pairs). So a failure while a batch is recorded rolls
+the whole group back, a second of work at most; nothing is lost, since a batch's rows
+are only in the transaction once its bytes are durable in the store, and the next run
+deduplicates those bytes and records them. Index documents wait for the commit (the
+caller's part): an index must never name a message id that a rollback could hand out
+again.
 """
 
 from __future__ import annotations
@@ -57,9 +60,10 @@ class GroupedTransaction:
         return True
 
     def end_after_error(self) -> None:
-        """The import failed: keep the batches recorded whole before the error (the
-        failing one rolled back its own savepoint). If even that commit fails, the
-        transaction is rolled back; the store deduplicates the bytes on the next run."""
+        """The import failed. A failure while a batch was recorded marked the transaction
+        for rollback, and this rolls it back; after a failure elsewhere (reading a file,
+        a worker) the batches recorded are whole, and this commits them. If that commit
+        fails, it rolls back: the next run records those messages again."""
         try:
             self.commit()
         except DatabaseError as exc:

@@ -167,7 +167,7 @@ class Ingestor:
             self.close()
 
     def close(self) -> None:
-        if self._group.is_open:  # an error: keep the batches recorded whole before it
+        if self._group.is_open:  # an error: commit what is whole (see end_after_error)
             self._group.end_after_error()
             self._uncommitted = {}  # their rows stay unindexed; reconciliation sees to them
         if self._bulk_db is not None:
@@ -353,7 +353,9 @@ class Ingestor:
 
     def _record_rows(self, items: list[_Item], storing: StoreWrite | None) -> None:
         now = timezone.now()
-        with transaction.atomic():
+        # In a grouped transaction without a savepoint of its own (see its module): a
+        # failure here rolls the whole group back.
+        with transaction.atomic(savepoint=not self._group.is_open):
             first_of: dict[str, _Item] = {}
             for item in items:
                 if item.message is None:
