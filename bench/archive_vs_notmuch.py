@@ -34,6 +34,10 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+# The corpus archives are our own. Their extraction uses tarfile's "data" filter where the
+# interpreter has it (3.11.4+; Debian's 3.11.2, which `make` prefers, does not).
+TAR_FILTER: dict[str, str] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
 QUERIES = [
@@ -73,7 +77,7 @@ def unpack(work: Path) -> Path:
     if not target.exists():
         print("unpacking r-help …", flush=True)
         with tarfile.open(corpus_dir() / "r-help-mbox.tar.xz") as tar:
-            tar.extractall(work / "corpus", filter="data")
+            tar.extractall(work / "corpus", **TAR_FILTER)
     return target
 
 

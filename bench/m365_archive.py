@@ -38,6 +38,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from archive_vs_notmuch import TAR_FILTER
+
 if TYPE_CHECKING:
     from m365_emulator.testing import EmulatorHandle
 
@@ -75,7 +77,7 @@ def unpacked_rhelp() -> Path:
             shutil.rmtree(partial, ignore_errors=True)
             shutil.rmtree(dest, ignore_errors=True)
             with tarfile.open(archive) as tar:
-                tar.extractall(partial, filter="data")
+                tar.extractall(partial, **TAR_FILTER)
             partial.rename(dest)
             (dest / ".unpacked").touch()
     return next(p for p in dest.rglob("*.txt")).parent

@@ -437,3 +437,28 @@ def test_a_failure_outside_recording_keeps_the_grouped_batches(
 
 def _worker_died(*args: object) -> None:
     raise RuntimeError("a worker died")
+
+
+def test_an_index_commit_still_running_does_not_hold_up_the_ingestion(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Documents due for the index while the previous commit still runs (tantivy
+    merging, say) wait for the next one; the batches go on meanwhile."""
+    real = TenantIndex.add
+
+    def slow(index: TenantIndex, docs: list[object], **kwargs: bool) -> int:
+        time.sleep(0.5)
+        return real(index, docs, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(TenantIndex, "add", slow)
+    with Ingestor(index_every=1, index_in_background=True) as ingestor:
+        ingestor.add(IngestRequest(mail(1), FILE, targets=[Target(world.ops, "Inbox")]))
+        ingestor.flush()  # due at once: its commit starts, and takes 0.5 s
+        started = time.monotonic()
+        for n in range(2, 5):
+            ingestor.add(IngestRequest(mail(n), FILE, targets=[Target(world.ops, "Inbox")]))
+            ingestor.flush()
+        assert time.monotonic() - started < 0.4
+        assert len(ingestor._to_index) == 3  # waiting for the next commit
+    assert TenantIndex.open(world.tenant.pk).count() == 4
+    assert not Message.objects.filter(indexed=False).exists()

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from corpus import TAR_FILTER
+
 from .smtp_servers import Installation, Smtpd, build_installation
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,13 +31,13 @@ def corpus_file(name: str) -> Path:
 def _extract(archive: Path, dest: Path, members: list[str] | None = None) -> Path:
     if members is None:
         with tarfile.open(archive) as tar:
-            tar.extractall(dest, filter="data")
+            tar.extractall(dest, **TAR_FILTER)
         return dest
     wanted = set(members)
     with tarfile.open(archive, "r|xz") as tar:  # streamed: stop once the members are out
         for member in tar:
             if member.name in wanted:
-                tar.extract(member, dest, filter="data")
+                tar.extract(member, dest, **TAR_FILTER)
                 wanted.discard(member.name)
                 if not wanted:
                     break

@@ -509,12 +509,15 @@ class Ingestor:
         self._to_index.update(queued)
         self._to_index_chars += _text_chars(queued)
         waited = time.monotonic() - self._last_index
-        if (
-            len(self._to_index) >= self.index_every
-            or waited >= self.index_interval_s
-            or self._to_index_chars >= MAX_PENDING_INDEX_CHARS
-        ):
+        due = len(self._to_index) >= self.index_every or waited >= self.index_interval_s
+        if self._to_index_chars >= MAX_PENDING_INDEX_CHARS or (due and not self._committing()):
             self.commit_index()
+
+    def _committing(self) -> bool:
+        """A commit still runs in the background: the next one is started when it has
+        ended rather than the ingestion waiting for it (tantivy's merges can take longer
+        than the batches take to arrive), up to MAX_PENDING_INDEX_CHARS of waiting text."""
+        return self._index_commit is not None and self._index_commit.is_alive()
 
     def commit_index(self) -> None:
         """Make everything ingested so far searchable (and mark it indexed)."""
