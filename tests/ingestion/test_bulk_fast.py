@@ -38,6 +38,8 @@ from mailvault.archive.models import Mailbox, Message, Placement
 from mailvault.archive.services import create_mailbox
 from mailvault.archive.store import BlobStore, compaction, store_for
 from mailvault.ingestion import steps
+from mailvault.ingestion.background import StoreWriter
+from mailvault.ingestion.grouped_transaction import GroupedTransaction
 from mailvault.ingestion.parse import parse_message
 from mailvault.ingestion.pipeline import MESSAGE_FIELDS, Ingestor, ingest
 from mailvault.ingestion.reconcile import reconcile_index
@@ -462,3 +464,51 @@ def test_an_index_commit_still_running_does_not_hold_up_the_ingestion(
         assert len(ingestor._to_index) == 3  # waiting for the next commit
     assert TenantIndex.open(world.tenant.pk).count() == 4
     assert not Message.objects.filter(indexed=False).exists()
+
+
+def test_grouped_batches_make_the_store_durable_once_before_each_commit(
+    world: World, transactional_db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a grouped transaction the store writes of its batches are fsynced and
+    committed once, just before the database commits (not after every batch)."""
+    events: list[str] = []
+    flush, commit = BlobStore.flush, GroupedTransaction.commit
+
+    def store_flush(store: BlobStore) -> None:
+        events.append("store")
+        flush(store)
+
+    def db_commit(group: GroupedTransaction) -> bool:
+        events.append("database")
+        return commit(group)
+
+    monkeypatch.setattr(BlobStore, "flush", store_flush)
+    monkeypatch.setattr(GroupedTransaction, "commit", db_commit)
+    with Ingestor(workers=2, store_in_background=True, transaction_seconds=3600) as ingestor:
+        assert ingestor.store is not None  # opening the store syncs it once: not counted
+        events.clear()
+        _submit_batches(ingestor, world, 4)  # three batches recorded in one group
+        assert "store" not in events
+        ingestor.flush()
+    assert events[:2] == ["store", "database"]
+    assert Message.objects.count() == 12
+    with store_for(world.tenant) as store:
+        assert store.get(hashlib.sha256(mail(7)).hexdigest()) == mail(7)
+
+
+def test_a_store_that_cannot_be_synced_commits_no_row_of_the_group(
+    world: World, transactional_db: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fsync_fails(writer: StoreWriter) -> None:
+        writer._open_batch = None
+        raise OSError("fsync failed")
+
+    monkeypatch.setattr(StoreWriter, "_end_open_batch", fsync_fails)
+    with (
+        pytest.raises(OSError, match="fsync failed"),
+        Ingestor(workers=2, store_in_background=True, transaction_seconds=3600) as ingestor,
+    ):
+        _submit_batches(ingestor, world, 3)
+        ingestor.flush()
+    assert not connection.in_atomic_block
+    assert (Message.objects.count(), Placement.objects.count()) == (0, 0)

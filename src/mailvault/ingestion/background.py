@@ -5,6 +5,7 @@ the ingesting thread, which decides what it means."""
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 
@@ -43,9 +44,10 @@ class IndexCommit(threading.Thread):
 
 
 class StoreWrite:
-    """A batch's store write (append, index, fsync), done by a :class:`StoreWriter`."""
+    """A batch's store write (append, index, fsync), done by a :class:`StoreWriter`;
+    with ``blobs`` None, the sync of the writes held open (see ``hold_open``)."""
 
-    def __init__(self, blobs: list[bytes | PreparedBlob]) -> None:
+    def __init__(self, blobs: list[bytes | PreparedBlob] | None) -> None:
         self.blobs = blobs
         self.error: BaseException | None = None
         self._done = threading.Event()
@@ -73,10 +75,16 @@ class StoreWriter:
     after its :meth:`StoreWrite.wait`, so the bytes are durable before any row points at
     them, as when the steps run one after the other. One thread for the whole import:
     starting one per batch cost the ingesting thread 3 % of its time, waiting for the new
-    thread to be scheduled."""
+    thread to be scheduled.
 
-    def __init__(self, store: BlobStore) -> None:
+    ``hold_open``: the writes are made durable (fsync, then the store's index commit) only
+    by :meth:`sync`, not after each batch, for a caller that commits its database once for
+    several batches (``Ingestor(transaction_seconds=...)``): it syncs before that commit."""
+
+    def __init__(self, store: BlobStore, *, hold_open: bool = False) -> None:
         self._store = store
+        self._hold_open = hold_open
+        self._open_batch: contextlib.AbstractContextManager[BlobStore] | None = None
         self._jobs: queue.SimpleQueue[StoreWrite | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="store-write", daemon=True)
         self._thread.start()
@@ -86,16 +94,36 @@ class StoreWriter:
         self._jobs.put(job)
         return job
 
+    def sync(self) -> StoreWrite:
+        """Make every write submitted so far durable; wait() on the result."""
+        job = StoreWrite(None)
+        self._jobs.put(job)
+        return job
+
     def close(self) -> None:
-        """End the thread once the writes submitted so far are done."""
+        """End the thread once the writes submitted so far are done (and durable)."""
+        self.sync()
         self._jobs.put(None)
         self._thread.join()
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
             try:
-                steps.store_blobs(self._store, job.blobs)
+                if job.blobs is None:
+                    self._end_open_batch()
+                else:
+                    if self._hold_open and self._open_batch is None:
+                        self._open_batch = self._store.batch()
+                        self._open_batch.__enter__()
+                    steps.store_blobs(self._store, job.blobs)  # nested: no fsync of its own
             except BaseException as exc:  # handed to the ingesting thread by wait()
                 job.finished(exc)
             else:
                 job.finished()
+
+    def _end_open_batch(self) -> None:
+        """fsync, then the store's index commit (on a failure too, as any batch does:
+        whole records stay, a torn tail is cut off by the next writer)."""
+        batch, self._open_batch = self._open_batch, None
+        if batch is not None:
+            batch.__exit__(None, None, None)

@@ -15,7 +15,9 @@ the whole group back, a second of work at most; nothing is lost, since a batch's
 are only in the transaction once its bytes are durable in the store, and the next run
 deduplicates those bytes and records them. Index documents wait for the commit (the
 caller's part): an index must never name a message id that a rollback could hand out
-again.
+again. The store's writes of the group's batches are made durable once, just before the
+commit (``StoreWriter(hold_open=True)``): its own index has a SHA-256 key too, and the
+import ran 2 to 6 % faster so (three alternating pairs).
 """
 
 from __future__ import annotations
@@ -58,6 +60,12 @@ class GroupedTransaction:
             return False
         atomic.__exit__(None, None, None)  # on a failed commit: rolls back and raises
         return True
+
+    def rollback(self) -> None:
+        atomic, self._atomic = self._atomic, None
+        if atomic is not None:
+            transaction.set_rollback(True)
+            atomic.__exit__(None, None, None)
 
     def end_after_error(self) -> None:
         """The import failed. A failure while a batch was recorded marked the transaction

@@ -168,7 +168,13 @@ class Ingestor:
 
     def close(self) -> None:
         if self._group.is_open:  # an error: commit what is whole (see end_after_error)
-            self._group.end_after_error()
+            try:
+                self._sync_store()  # the bytes are durable before the rows commit
+            except BaseException as exc:
+                log.warning("the store could not be synced after a failed import: %s", exc)
+                self._group.rollback()
+            else:
+                self._group.end_after_error()
             self._uncommitted = {}  # their rows stay unindexed; reconciliation sees to them
         if self._bulk_db is not None:
             self._bulk_db.close()
@@ -326,7 +332,8 @@ class Ingestor:
         blobs = [item.prepared or item.request.raw for item in new.values()]
         if self.store_in_background:
             if self._store_writer is None:
-                self._store_writer = StoreWriter(self.store)
+                # Grouped: fsync and the store's index commit once per database commit.
+                self._store_writer = StoreWriter(self.store, hold_open=self._group.seconds > 0)
             return self._store_writer.submit(blobs)
         steps.store_blobs(self.store, blobs)
         return None
@@ -343,13 +350,24 @@ class Ingestor:
 
     def _commit_group(self) -> None:
         """Commit the grouped transaction (if open) and queue its documents for the index."""
-        if not self._group.commit():
+        if not self._group.is_open:
             return
+        try:
+            self._sync_store()
+        except BaseException:
+            self._group.rollback()  # no row may point at bytes that are not durable
+            self._uncommitted = {}
+            raise
+        self._group.commit()
         if self._bulk_db is not None:
             self._bulk_db.committed()
         documents, self._uncommitted = self._uncommitted, {}
         self._uncommitted_chars = 0
         self._queue_documents(documents)
+
+    def _sync_store(self) -> None:
+        if self._store_writer is not None:
+            self._store_writer.sync().wait()
 
     def _record_rows(self, items: list[_Item], storing: StoreWrite | None) -> None:
         now = timezone.now()
@@ -388,7 +406,9 @@ class Ingestor:
             self._merge_envelopes(items, created)
             self._place(items, now, created)
             if storing is not None:
-                storing.wait()  # the bytes are durable before the rows are committed
+                # The bytes are durable before the rows are committed: now, or (grouped)
+                # by the store's sync before the group commits.
+                storing.wait()
 
     def _merge_envelopes(self, items: list[_Item], created: set[int]) -> None:
         """A message archived before (from a mailbox, say) and now journaled: the new
