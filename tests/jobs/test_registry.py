@@ -11,6 +11,9 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -54,3 +57,32 @@ def test_a_provider_that_fails_to_import_fails_every_lookup_loudly(
     registry._PROVIDERS.remove("mailvault.no_such_module")
     assert registry.get("directory.sync").name == "directory.sync"
     assert registry._PROVIDERS == []
+
+
+SLOW_PROVIDER = """
+import time
+from mailvault.jobs.registry import process_type
+time.sleep(0.3)
+
+@process_type("test.slow_provider", "Slow provider")
+def work(ctx):
+    pass
+"""
+
+
+def test_a_lookup_waits_for_a_provider_another_thread_is_importing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "slow_provider_module.py").write_text(SLOW_PROVIDER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry.all_types()  # every real provider imported: this one is the only one left
+    monkeypatch.setattr(registry, "_PROVIDERS", ["slow_provider_module"])
+    try:
+        first = threading.Thread(target=registry.all_types)
+        first.start()
+        time.sleep(0.1)  # the first lookup is importing it now
+        assert registry.get("test.slow_provider").display_name == "Slow provider"
+        first.join()
+    finally:
+        registry.unregister("test.slow_provider")
+        sys.modules.pop("slow_provider_module", None)

@@ -11,13 +11,13 @@ writes each such page once per second. Measured on the R-help rows (a copy of th
 The batches run without savepoints of their own: a savepoint copies each page a batch
 first changes into a statement journal, and the import ran 2 % slower with them
 (bench/import_cpu.py, alternating pairs). So a failure while a batch is recorded rolls
-the whole group back, a second of work at most; nothing is lost, since a batch's rows
-are only in the transaction once its bytes are durable in the store, and the next run
-deduplicates those bytes and records them. Index documents wait for the commit (the
-caller's part): an index must never name a message id that a rollback could hand out
-again. The store's writes of the group's batches are made durable once, just before the
-commit (``StoreWriter(hold_open=True)``): its own index has a SHA-256 key too, and the
-import ran 2 to 6 % faster so (three alternating pairs).
+the whole group back, a second of work at most, which the next run records again (the
+bytes it finds stored are deduplicated). The store's writes of the group's batches are
+made durable once, just before the commit (``StoreWriter(hold_open=True)``; its own
+index has a SHA-256 key too, and the import ran 2 to 6 % faster so, three alternating
+pairs): no committed row ever points at bytes that are not durable. Index documents
+wait for the commit (the caller's part): an index must never name a message id that a
+rollback could hand out again.
 """
 
 from __future__ import annotations

@@ -73,6 +73,7 @@ class ProcessType:
 _REGISTRY: dict[str, ProcessType] = {}
 _PROVIDERS: list[str] = []  # modules registering process types, not imported yet
 _LOADING = threading.RLock()  # re-entrant: a provider may import another one
+_importing = 0  # providers being imported now (another thread's lookup waits for them)
 
 
 def provided_by(*modules: str) -> None:
@@ -82,16 +83,20 @@ def provided_by(*modules: str) -> None:
 
 
 def _load_providers() -> None:
-    if not _PROVIDERS:
+    global _importing
+    if not _PROVIDERS and not _importing:
         return
     with _LOADING:
         while _PROVIDERS:
             module = _PROVIDERS.pop(0)
+            _importing += 1
             try:
                 importlib.import_module(module)
             except BaseException:
                 _PROVIDERS.insert(0, module)  # the next lookup tries again (and fails loudly)
                 raise
+            finally:
+                _importing -= 1
 
 
 def process_type(
