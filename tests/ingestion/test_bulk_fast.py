@@ -7,7 +7,9 @@
 - Index documents are built when a batch is recorded but committed later; a message
   filed elsewhere in between is indexed with every mailbox it is in.
 - With ``transaction_seconds`` several batches share one database transaction: their
-  documents wait for its commit, and a failure keeps the batches recorded before it.
+  documents wait for its commit, the store is synced once just before it, and a failure
+  loses nothing (while recording: the group rolls back and a new run records it again;
+  elsewhere: the batches recorded whole are kept).
 """
 
 from __future__ import annotations
