@@ -175,7 +175,7 @@ class Ingestor:
                 self._group.rollback()
             else:
                 self._group.end_after_error()
-            self._uncommitted = {}  # their rows stay unindexed; reconciliation sees to them
+            self._take_uncommitted()  # their rows stay unindexed; reconciliation sees to them
         if self._bulk_db is not None:
             self._bulk_db.close()
             self._bulk_db = None
@@ -356,14 +356,18 @@ class Ingestor:
             self._sync_store()
         except BaseException:
             self._group.rollback()  # no row may point at bytes that are not durable
-            self._uncommitted = {}
+            self._take_uncommitted()
             raise
         self._group.commit()
         if self._bulk_db is not None:
             self._bulk_db.committed()
+        self._queue_documents(self._take_uncommitted())
+
+    def _take_uncommitted(self) -> dict[int, _Queued]:
+        """The documents of the grouped transaction's batches, no longer held here."""
         documents, self._uncommitted = self._uncommitted, {}
         self._uncommitted_chars = 0
-        self._queue_documents(documents)
+        return documents
 
     def _sync_store(self) -> None:
         if self._store_writer is not None:
