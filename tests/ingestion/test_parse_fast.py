@@ -18,9 +18,11 @@ from hypothesis import strategies as st
 from corpus import iter_files, message_root
 from mailvault.ingestion.parse import (
     _WS,
+    LARGE_MESSAGE,
     _plain_date,
     _plain_header_fields,
     header_text,
+    parse_body_text,
     parse_message,
 )
 from mailvault.sources.files import ImportItem, iter_items
@@ -116,6 +118,27 @@ def test_fast_parse_equals_the_email_package(raw: bytes) -> None:
     assert parse_message(raw) == parse_message(raw, fast=False)
 
 
+@pytest.mark.parametrize("raw", list(CASES.values()), ids=list(CASES))
+def test_body_text_alone_equals_the_full_parse(raw: bytes) -> None:
+    assert parse_body_text(raw) == parse_message(raw).body_text
+
+
+def test_body_text_alone_of_a_message_with_attachments_and_a_huge_part() -> None:
+    huge = b"QUJD" * (LARGE_MESSAGE // 3)  # base64 past the large-message bound
+    raw = (
+        b'Content-Type: multipart/mixed; boundary="b"\r\nFrom: a@x.example\r\n\r\n'
+        b"--b\r\nContent-Type: text/plain\r\n\r\nthe body\r\n"
+        b"--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment;"
+        b' filename="r.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+        + huge
+        + b"\r\n--b\r\nContent-Type: text/html\r\n\r\n<p>and more</p>\r\n--b--\r\n"
+    )
+    full = parse_message(raw)
+    assert full.attachment_names == ["r.pdf"]
+    assert "the body" in full.body_text and "and more" in full.body_text
+    assert parse_body_text(raw) == full.body_text
+
+
 def test_fast_paths_are_taken_for_plain_header_blocks_only() -> None:
     head = CASES["plain crlf"].split(b"\r\n\r\n", 1)[0]
     fields = _plain_header_fields(head)
@@ -208,3 +231,7 @@ def test_fast_parse_equals_the_email_package_on_the_corpus(name: str) -> None:
     assert len(raws) > 500
     differ = [where for where, raw in raws if parse_message(raw) != parse_message(raw, fast=False)]
     assert differ == []
+    bodies_differ = [
+        where for where, raw in raws if parse_body_text(raw) != parse_message(raw).body_text
+    ]
+    assert bodies_differ == []

@@ -2,9 +2,10 @@
 
 The search index keeps the body without positions (see ``search._schema``); a phrase over
 the body is checked against the texts this module reads back from the store and parses
-exactly as ingestion did (``parse_message(raw).body_text``). Texts never change for a
-message id, so the last few thousand are kept per process: paging through the results of
-one phrase search, or running it twice, reads each message once.
+exactly as ingestion did (``parse_body_text``: the body text of ``parse_message``).
+Texts never change for a message id, so the last few thousand are kept per process:
+paging through the results of one phrase search, or running it twice, reads each
+message once.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable
 
 from mailvault.archive.models import Message
 from mailvault.archive.store import StoreError, store_for
-from mailvault.ingestion.parse import parse_message
+from mailvault.ingestion.parse import parse_body_text
 from mailvault.tenancy.context import current_tenant, tenant_context
 from mailvault.tenancy.models import Tenant
 
@@ -54,7 +55,7 @@ def body_texts(message_ids: list[int]) -> dict[int, str]:
             except StoreError as exc:
                 logger.error("message %s (%s) could not be read: %s", message_id, sha256, exc)
                 continue
-            found[message_id] = parse_message(raw).body_text
+            found[message_id] = parse_body_text(raw)
             _remember(tenant_id, message_id, found[message_id])
     return found
 

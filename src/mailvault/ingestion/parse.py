@@ -312,7 +312,32 @@ def parse_message(raw: bytes, *, fast: bool = True) -> ParsedMessage:
     result.to = [a for _, a in _addresses(msg, "To", fast)]
     result.cc = [a for _, a in _addresses(msg, "Cc", fast)]
     result.bcc = [a for _, a in _addresses(msg, "Bcc", fast)]
+    _read_parts(msg, result, decode, keep_attachments=True)
+    return result
 
+
+def parse_body_text(raw: bytes) -> str:
+    """``parse_message(raw).body_text`` without reading the header fields or decoding
+    the attachments: a phrase search checks the body texts of its candidates, and the
+    addresses took half of each parse."""
+    result = ParsedMessage()
+    try:
+        big = len(raw) > LARGE_MESSAGE
+        msg = _read(_without_long_base64(raw, result.problems) if big else raw, True)
+    except Exception:  # as parse_message: the raw text is what was indexed
+        return raw[:MAX_TEXT_CHARS].decode("utf-8", "replace")
+    _read_parts(msg, result, header_text, keep_attachments=False)
+    return result.body_text
+
+
+def _read_parts(
+    msg: EmailMessage,
+    result: ParsedMessage,
+    decode: Callable[[object], str],
+    *,
+    keep_attachments: bool,
+) -> None:
+    """The body text, the attachments' names and (``keep_attachments``) their bytes."""
     texts: list[str] = []
     size = 0
     for index, part in enumerate(msg.walk()):
@@ -326,7 +351,7 @@ def parse_message(raw: bytes, *, fast: bool = True) -> ParsedMessage:
         filename = _filename(part, decode)
         if filename or disposition == "attachment" or content_type == "message/rfc822":
             result.attachment_names.append(filename or "unnamed")
-            data = part.get_payload(decode=True)
+            data = part.get_payload(decode=True) if keep_attachments else None
             if isinstance(data, bytes):
                 result.attachments.append((filename, content_type, data))
             continue
@@ -341,4 +366,3 @@ def parse_message(raw: bytes, *, fast: bool = True) -> ParsedMessage:
         texts.append(text[: MAX_TEXT_CHARS - size])
         size += len(texts[-1])
     result.body_text = "\n".join(texts)
-    return result
