@@ -43,8 +43,9 @@ from mailvault.ingestion import steps
 from mailvault.ingestion.background import StoreWriter
 from mailvault.ingestion.grouped_transaction import GroupedTransaction
 from mailvault.ingestion.parse import parse_message
-from mailvault.ingestion.pipeline import MESSAGE_FIELDS, Ingestor, ingest
+from mailvault.ingestion.pipeline import Ingestor, ingest
 from mailvault.ingestion.reconcile import reconcile_index
+from mailvault.ingestion.recording import MESSAGE_FIELDS, Recorder
 from mailvault.ingestion.types import IngestRequest, IngestResult, Target
 from mailvault.search import Scope, TenantIndex
 from mailvault.search.services import search_for_user
@@ -333,7 +334,7 @@ def test_a_database_error_while_the_store_writes_waits_for_the_store(
         raise DatabaseError("database is locked")
 
     monkeypatch.setattr(steps, "store_blobs", slow)
-    monkeypatch.setattr(Ingestor, "_place", broken)
+    monkeypatch.setattr(Recorder, "_place", broken)
     with (
         pytest.raises(DatabaseError, match="locked"),
         Ingestor(store_in_background=True) as ingestor,

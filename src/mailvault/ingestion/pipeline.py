@@ -5,7 +5,8 @@
 ``ingest()`` takes one message; ``Ingestor`` takes many and runs the same steps a batch
 at a time (one fsync of the store, one database transaction and one index commit per
 batch), which is what makes bulk imports fast. Both need the tenant to be active
-(``tenant_context``).
+(``tenant_context``). The record step is :mod:`.recording`; parsing and preparing the
+stored form run in worker processes for bulk imports (:mod:`.parallel`).
 
 Failure model: the store is written (and made durable) before the database commits the
 message (a bulk import inserts the rows while the store writes, in a transaction that
@@ -19,20 +20,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
-from functools import partial
-from operator import itemgetter
-from typing import Any
 
-from django.db import connection, transaction
-from django.utils import timezone
-
-from mailvault.archive.bulk import insert_rows, refresh_planner_statistics
-from mailvault.archive.models import Folder, Mailbox, MailboxAddress, Message, Placement
-from mailvault.archive.services import folder_for_path
-from mailvault.archive.store import BlobStore, PreparedBlob, store_for
+from mailvault.archive.bulk import refresh_planner_statistics
+from mailvault.archive.models import Message
+from mailvault.archive.store import BlobStore, store_for
 from mailvault.ingestion import steps
 from mailvault.ingestion.background import IndexCommit, StoreWrite, StoreWriter
 from mailvault.ingestion.bulk_database import BulkDatabase
@@ -45,7 +38,7 @@ from mailvault.ingestion.parallel import (
     prepare_in_process,
     prepare_one,
 )
-from mailvault.ingestion.parse import ParsedMessage
+from mailvault.ingestion.recording import BatchItem, Recorder, result_message, row_document
 from mailvault.ingestion.types import IngestRequest, IngestResult
 from mailvault.search import IndexDocument, TenantIndex
 from mailvault.tenancy.context import current_tenant
@@ -61,20 +54,6 @@ WORKER_MAX_BYTES = 4 << 20
 # SQLite's planner statistics are refreshed after this many messages went through (see
 # archive.bulk.refresh_planner_statistics; it re-analyzes only tables that grew a lot).
 PLANNER_STATS_EVERY = 5_000
-
-
-@dataclass
-class _Item:
-    request: IngestRequest
-    sha256: str
-    parsed: ParsedMessage
-    prepared: PreparedBlob | None = None
-    message: Message | None = None  # the recorded message, when it was read (or found)
-    pk: int | None = None  # its id, once known
-    row: tuple[object, ...] | None = None  # the values it was just recorded with
-    stored: bool = False
-    placements_added: int = 0
-    envelope_grew: bool = False
 
 
 @dataclass
@@ -129,7 +108,6 @@ class Ingestor:
         self.index = index
         self._pending: list[IngestRequest] = []
         self._inflight: tuple[list[IngestRequest], PendingBatch | None] | None = None
-        self._folder_cache: dict[tuple[int, str], Folder] = {}
         self.results: list[IngestResult] = []
         self.keep_results = keep_results
         self._blob_store: BlobStore | None = None
@@ -142,8 +120,7 @@ class Ingestor:
         # Documents of batches recorded in the open grouped transaction, and their text.
         self._uncommitted: dict[int, _Queued] = {}
         self._uncommitted_chars = 0
-        # Where the messages created by the current batch were filed (all their placements).
-        self._filed: dict[int, steps.Placed] = {}
+        self._recorder = Recorder()
         self.workers = workers
         self._pool: PreparePool | None = None
         self._last_index = time.monotonic()
@@ -280,7 +257,7 @@ class Ingestor:
 
     def _run(self, batch: list[IngestRequest], prepared: list[Prepared]) -> list[IngestResult]:
         items = [
-            _Item(request=request, sha256=sha, parsed=parsed, prepared=blob)
+            BatchItem(request=request, sha256=sha, parsed=parsed, prepared=blob)
             for request, (sha, parsed, blob) in zip(batch, prepared, strict=True)
         ]
         self._deduplicate(items)
@@ -291,14 +268,14 @@ class Ingestor:
             refresh_planner_statistics()
         if self.index:
             self._index(items)
-        self._filed = {}
+        self._recorder.filed = {}
         waiting = self._uncommitted_chars + self._to_index_chars
         if self._group.due() or waiting >= MAX_PENDING_INDEX_CHARS:
             self._commit_group()
         tenant_id = self.tenant.pk
         return [
             IngestResult(
-                message=_result_message(item, tenant_id),
+                message=result_message(item, tenant_id),
                 stored=item.stored,
                 placements_added=item.placements_added,
                 problems=list(item.parsed.problems),
@@ -307,7 +284,7 @@ class Ingestor:
             if item.pk is not None
         ]
 
-    def _deduplicate(self, items: list[_Item]) -> None:
+    def _deduplicate(self, items: list[BatchItem]) -> None:
         """Find the messages recorded already. Only those the store holds are looked up:
         a message is recorded only once its bytes are stored, so the others have no
         row (on a first import, none has). Should a row exist all the same (its bytes
@@ -319,10 +296,10 @@ class Ingestor:
             if item.message is not None:
                 item.pk = item.message.pk
 
-    def _store(self, items: list[_Item]) -> StoreWrite | None:
+    def _store(self, items: list[BatchItem]) -> StoreWrite | None:
         """Store the new messages' bytes, durable; with ``store_in_background`` in a
         thread that :meth:`_record` waits for before its commit."""
-        new: dict[str, _Item] = {}
+        new: dict[str, BatchItem] = {}
         for item in items:
             if item.message is None and item.sha256 not in new:
                 new[item.sha256] = item
@@ -338,10 +315,10 @@ class Ingestor:
         steps.store_blobs(self.store, blobs)
         return None
 
-    def _record(self, items: list[_Item], storing: StoreWrite | None = None) -> None:
+    def _record(self, items: list[BatchItem], storing: StoreWrite | None = None) -> None:
         self._group.begin()
         try:
-            self._record_rows(items, storing)
+            self._recorder.record(items, storing, savepoint=not self._group.is_open)
         finally:
             if storing is not None:  # an error before its wait(): let it end all the same
                 storing.join()
@@ -373,152 +350,24 @@ class Ingestor:
         if self._store_writer is not None:
             self._store_writer.sync().wait()
 
-    def _record_rows(self, items: list[_Item], storing: StoreWrite | None) -> None:
-        now = timezone.now()
-        # In a grouped transaction without a savepoint of its own (see its module): a
-        # failure here rolls the whole group back.
-        with transaction.atomic(savepoint=not self._group.is_open):
-            first_of: dict[str, _Item] = {}
-            for item in items:
-                if item.message is None:
-                    first_of.setdefault(item.sha256, item)
-            created: set[int] = set()
-            if first_of:
-                rows = {sha: _message_row(item, now) for sha, item in first_of.items()}
-                inserted = dict(
-                    insert_rows(
-                        Message,
-                        MESSAGE_FIELDS,
-                        list(rows.values()),
-                        ignore_conflicts=True,  # a concurrent ingest may have stored it first
-                        returning=("sha256", "id"),
-                    )
-                )
-                created = set(inserted.values())
-                others = [sha for sha in first_of if sha not in inserted]
-                found = {}
-                if others:  # a concurrent ingest recorded them first: read them
-                    found = {m.sha256: m for m in Message.objects.filter(sha256__in=others)}
-                for item in items:
-                    if item.message is None:
-                        pk = inserted.get(item.sha256)
-                        if pk is None:
-                            item.message = found[item.sha256]
-                            item.pk = item.message.pk
-                        else:  # no model instance: the values are at hand (6 % of an import)
-                            item.pk, item.row = pk, rows[item.sha256]
-            self._merge_envelopes(items, created)
-            self._place(items, now, created)
-            if storing is not None:
-                # The bytes are durable before the rows are committed: now, or (grouped)
-                # by the store's sync before the group commits.
-                storing.wait()
-
-    def _merge_envelopes(self, items: list[_Item], created: set[int]) -> None:
-        """A message archived before (from a mailbox, say) and now journaled: the new
-        envelope's recipients (Bcc included) are added to the recorded ones, so that a
-        Compliance search finds it by who really got it, whichever copy came first. The
-        rows are re-read locked, so two ingests merging at once lose nothing."""
-        wanted = [
-            item for item in items if item.pk not in created and item.request.envelope_recipients
-        ]
-        if not wanted:
-            return
-        ids = {item.message.pk for item in wanted if item.message is not None}
-        rows = {
-            m.pk: m
-            for m in Message.objects.select_for_update()
-            .filter(pk__in=ids)
-            .only("pk", "envelope_from", "envelope_recipients")
-        }
-        changed: set[int] = set()
-        for item in wanted:
-            assert item.message is not None
-            row = rows[item.message.pk]
-            recipients = list(row.envelope_recipients)
-            for recipient in item.request.envelope_recipients:
-                if recipient.casefold() not in recipients:
-                    recipients.append(recipient.casefold())
-            sender = row.envelope_from or item.request.envelope_from[:254]
-            if recipients != row.envelope_recipients or sender != row.envelope_from:
-                row.envelope_recipients, row.envelope_from = recipients, sender
-                changed.add(row.pk)
-                item.envelope_grew = True
-            item.message.envelope_recipients = row.envelope_recipients
-            item.message.envelope_from = row.envelope_from
-        for pk in changed:
-            Message.objects.filter(pk=pk).update(
-                envelope_recipients=rows[pk].envelope_recipients,
-                envelope_from=rows[pk].envelope_from,
-            )
-
-    def _place(self, items: list[_Item], now: datetime, created: set[int]) -> None:
-        """File the messages. ``created``: messages this batch recorded (they have no
-        placements yet, so there is nothing to look up for them)."""
-        addresses = {a.casefold() for item in items for a in item.request.file_by_addresses}
-        by_address: dict[str, int] = {}
-        mailboxes: dict[int, Mailbox] = {}
-        if addresses:
-            by_address = dict(
-                MailboxAddress.objects.filter(address__in=addresses).values_list(
-                    "address", "mailbox_id"
-                )
-            )
-            mailboxes = {m.pk: m for m in Mailbox.objects.filter(pk__in=set(by_address.values()))}
-        wanted: dict[tuple[int, int], tuple[_Item, Folder, str]] = {}
-        for item in items:
-            assert item.pk is not None
-            targets = [(t.mailbox, t.folder_path) for t in item.request.targets]
-            for address in item.request.file_by_addresses:
-                mailbox_id = by_address.get(address.casefold())
-                if mailbox_id is not None:
-                    targets.append((mailboxes[mailbox_id], ""))
-            for mailbox, path in targets:
-                folder = self._folder(mailbox, path)
-                wanted.setdefault((folder.pk, item.pk), (item, folder, item.request.source_ref))
-        if not wanted:
-            return
-        known = [message_id for _, message_id in wanted if message_id not in created]
-        present: set[tuple[int, int]] = set()
-        if known:
-            present = set(
-                Placement.objects.filter(message_id__in=set(known)).values_list(
-                    "folder_id", "message_id"
-                )
-            )
-        new_rows = []
-        for key, (item, folder, source_ref) in wanted.items():
-            if key in present:
-                continue
-            new_rows.append((key[1], folder.mailbox_id, folder.pk, source_ref[:512], now))
-            item.placements_added += 1
-            if key[1] in created:
-                self._filed.setdefault(key[1], []).append((folder.mailbox_id, folder.path))
-        insert_rows(
-            Placement,
-            ["message", "mailbox", "folder", "source_ref", "added_at"],
-            new_rows,
-            ignore_conflicts=True,
-        )
-
-    def _index(self, items: list[_Item]) -> None:
+    def _index(self, items: list[BatchItem]) -> None:
         """Queue the index documents of new messages, and of known ones that were filed
         somewhere new (their mailbox list in the index changes), for the next commit."""
-        todo: dict[int, _Item] = {}
+        todo: dict[int, BatchItem] = {}
         for item in items:
             if item.pk is not None and (item.stored or item.placements_added or item.envelope_grew):
                 todo.setdefault(item.pk, item)
         chosen = list(todo.values())
         queued: dict[int, _Queued] = {}
         texts = steps.attachment_texts(self.extractor, [item.parsed for item in chosen])
-        where = steps.placements([pk for pk in todo if pk not in self._filed])
+        where = steps.placements([pk for pk in todo if pk not in self._recorder.filed])
         for item, text in zip(chosen, texts, strict=True):
             item.parsed.attachments = []  # their text is extracted; the index waits
             assert item.pk is not None
             pk = item.pk
-            placed = self._filed.get(pk) or where.get(pk, [])
+            placed = self._recorder.filed.get(pk) or where.get(pk, [])
             if item.row is not None:
-                document = _row_document(pk, item.row, item.parsed.body_text, text, placed)
+                document = row_document(pk, item.row, item.parsed.body_text, text, placed)
             else:
                 assert item.message is not None
                 document = steps.index_document(item.message, item.parsed, text, placed)
@@ -573,138 +422,9 @@ class Ingestor:
         if commit is not None:
             steps.mark_indexed(commit.wait())
 
-    def _folder(self, mailbox: Mailbox, path: str) -> Folder:
-        key = (mailbox.pk, path.strip("/"))
-        folder = self._folder_cache.get(key)
-        if folder is None:
-            folder = folder_for_path(mailbox, key[1])
-            self._folder_cache[key] = folder
-        return folder
-
 
 def _text_chars(queued: dict[int, _Queued]) -> int:
     return sum(len(q.document.body) + len(q.document.attachment_text) for q in queued.values())
-
-
-MESSAGE_FIELDS = [
-    "sha256",
-    "size",
-    "message_id",
-    "date",
-    "from_address",
-    "from_name",
-    "to",
-    "cc",
-    "bcc",
-    "envelope_from",
-    "envelope_recipients",
-    "subject",
-    "attachment_names",
-    "has_attachments",
-    "archived_at",
-    "source",
-    "unparseable",
-    "parse_problem",
-    "indexed",
-]
-
-
-def _message_row(item: _Item, now: datetime) -> tuple[object, ...]:
-    """The values of a new Message row, in MESSAGE_FIELDS order."""
-    parsed = item.parsed
-    request = item.request
-    return (
-        item.sha256,
-        len(request.raw),
-        parsed.message_id,
-        parsed.date,
-        parsed.from_address[:254],
-        parsed.from_name[:200],
-        parsed.to,
-        parsed.cc,
-        parsed.bcc,
-        request.envelope_from[:254],
-        [r.casefold() for r in request.envelope_recipients],
-        parsed.subject,
-        parsed.attachment_names,
-        parsed.has_attachments,
-        now,
-        request.source,
-        parsed.unparseable,
-        "; ".join(parsed.problems)[:2000],
-        False,
-    )
-
-
-_MESSAGE_ATTNAMES: list[str] = []
-
-
-# The values of a recorded row (MESSAGE_FIELDS order) that its index document takes.
-_DOCUMENT_FIELDS = (
-    "size date from_address from_name to cc bcc envelope_recipients subject "
-    "attachment_names has_attachments archived_at"
-)
-_DOCUMENT_VALUES = itemgetter(*(MESSAGE_FIELDS.index(n) for n in _DOCUMENT_FIELDS.split()))
-
-
-def _row_document(
-    pk: int, row: tuple[Any, ...], body: str, attachment_text: str, placed: steps.Placed
-) -> IndexDocument:
-    """The index document of the message just recorded as ``row`` (MESSAGE_FIELDS
-    order): the same values :func:`steps.index_document` reads from a model instance."""
-    (
-        size,
-        date,
-        from_address,
-        from_name,
-        to,
-        cc,
-        bcc,
-        envelope_recipients,
-        subject,
-        attachment_names,
-        has_attachments,
-        archived_at,
-    ) = _DOCUMENT_VALUES(row)
-    return steps.document(
-        pk,
-        date=date or archived_at,
-        archived_at=archived_at,
-        subject=subject,
-        from_address=from_address,
-        from_name=from_name,
-        to=to,
-        cc=cc,
-        bcc=bcc,
-        envelope_recipients=envelope_recipients,
-        body=body,
-        attachment_names=attachment_names,
-        attachment_text=attachment_text,
-        size=size,
-        has_attachments=has_attachments,
-        placed=placed,
-    )
-
-
-def _result_message(item: _Item, tenant_id: int) -> Message | Callable[[], Message]:
-    """The message of a result, or how to make it when asked (see IngestResult)."""
-    if item.message is not None:
-        return item.message
-    assert item.pk is not None and item.row is not None
-    return partial(_message, item.pk, item.row, tenant_id)
-
-
-def _message(pk: int, row: tuple[object, ...], tenant_id: int) -> Message:
-    """The Message just inserted as ``row`` (MESSAGE_FIELDS order), without reading it
-    back: the values are the ones the database was given."""
-    if not _MESSAGE_ATTNAMES:
-        _MESSAGE_ATTNAMES.extend(f.attname for f in Message._meta.concrete_fields)
-    values = dict(zip(MESSAGE_FIELDS, row, strict=True))
-    values["id"] = pk
-    values["tenant_id"] = tenant_id
-    return Message.from_db(
-        connection.alias, _MESSAGE_ATTNAMES, [values[n] for n in _MESSAGE_ATTNAMES]
-    )
 
 
 def ingest(request: IngestRequest) -> IngestResult:
