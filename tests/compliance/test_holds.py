@@ -48,6 +48,26 @@ def test_admin_creates_and_releases_holds(keeper: World) -> None:
     assert client.get("/webaccess/compliance/").status_code == 403
 
 
+def test_compliance_creates_holds_in_web_access(keeper: World) -> None:
+    officer = client_for(keeper.officer)
+    assert officer.get("/webaccess/compliance/holds/").status_code == 200
+    response = officer.post(
+        "/webaccess/compliance/holds/",
+        {"name": "Box hold", "kind": "mailbox", "mailbox": keeper.inbox.pk, "reason": "audit"},
+    )
+    assert response.status_code == 302
+    hold = LegalHold.objects.get(name="Box hold")
+    assert hold.mailbox == keeper.inbox and hold.active
+    assert hold.created_by_name == keeper.officer.username
+    bad = officer.post(
+        "/webaccess/compliance/holds/",
+        {"name": "Broken", "kind": "query", "query": 'subject:"unclosed', "reason": "x"},
+    )
+    assert bad.status_code == 200 and not LegalHold.objects.filter(name="Broken").exists()
+    assert bad.context["form"].non_field_errors()  # the reason is shown on the form
+    assert client_for(keeper.reader).get("/webaccess/compliance/holds/").status_code == 403
+
+
 def test_compliance_searches_everything_and_deletes_unless_held(keeper: World) -> None:
     held = keeper.put(mail("Pineapple held"), archived_at=OLD)
     loose = keeper.put(

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 
 from mailvault.archive.models import Folder, Mailbox
+from mailvault.compliance import holds
 from mailvault.compliance.models_export import ExportJob
 from mailvault.compliance.models_holds import LegalHold
 from mailvault.compliance.models_retention import RetentionPolicy, RetentionSettings
+from mailvault.search import QuerySyntaxError
+
+if TYPE_CHECKING:
+    from mailvault.accounts.models import User
 
 
 class RetentionPolicyForm(forms.ModelForm):
@@ -79,6 +84,24 @@ class LegalHoldForm(forms.Form):
         mailbox = self.fields["mailbox"]
         assert isinstance(mailbox, forms.ModelChoiceField)
         mailbox.queryset = Mailbox.objects.order_by("primary_address")
+
+    def create_hold(self, actor: User) -> LegalHold | None:
+        """Put the valid form's hold in force; None (the reason on the form) if the
+        service refused it or its query is malformed. Admin Access and Web Access
+        (Compliance) both create holds through here."""
+        data = self.cleaned_data
+        try:
+            return holds.create_hold(
+                name=data["name"],
+                kind=data["kind"],
+                reason=data["reason"],
+                actor=actor,
+                mailbox=data["mailbox"],
+                query=data["query"],
+            )
+        except (holds.HoldError, QuerySyntaxError) as exc:
+            self.add_error(None, str(exc))
+            return None
 
 
 class ReleaseForm(forms.Form):

@@ -15,7 +15,6 @@ from mailvault.compliance.models_holds import LegalHold
 from mailvault.compliance.models_retention import RetentionPolicy
 from mailvault.jobs import services as job_services
 from mailvault.jobs.models import JobRun, Schedule
-from mailvault.search import QuerySyntaxError
 from mailvault.web.access import admin_view, signed_in_user
 from mailvault.web.forms_compliance import (
     LegalHoldForm,
@@ -130,19 +129,8 @@ def retention_dry_run(request: HttpRequest) -> HttpResponse:
 def hold_list(request: HttpRequest) -> HttpResponse:
     form = LegalHoldForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        try:
-            hold = holds.create_hold(
-                name=data["name"],
-                kind=data["kind"],
-                reason=data["reason"],
-                actor=signed_in_user(request),
-                mailbox=data["mailbox"],
-                query=data["query"],
-            )
-        except (holds.HoldError, QuerySyntaxError) as exc:
-            form.add_error(None, str(exc))
-        else:
+        hold = form.create_hold(signed_in_user(request))
+        if hold is not None:
             messages.success(request, f"Legal hold {hold.name} is in force.")
             return redirect("adminaccess:legal_holds")
     return render(

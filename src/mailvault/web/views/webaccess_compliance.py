@@ -121,19 +121,8 @@ def delete(request: HttpRequest) -> HttpResponse:
 def hold_list(request: HttpRequest) -> HttpResponse:
     form = LegalHoldForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        try:
-            hold = holds.create_hold(
-                name=data["name"],
-                kind=data["kind"],
-                reason=data["reason"],
-                actor=signed_in_user(request),
-                mailbox=data["mailbox"],
-                query=data["query"],
-            )
-        except (holds.HoldError, QuerySyntaxError) as exc:
-            form.add_error(None, str(exc))
-        else:
+        hold = form.create_hold(signed_in_user(request))
+        if hold is not None:
             messages.success(request, f"Legal hold {hold.name} is in force.")
             return redirect("webaccess:compliance_holds")
     return render(
