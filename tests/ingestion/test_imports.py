@@ -503,5 +503,19 @@ def test_two_folders_with_files_of_the_same_names_are_both_imported(
     assert (alone.archived, alone.skipped) == (0, 1)
 
 
+def test_batches_over_the_byte_limit_are_counted_too(
+    mailbox: Mailbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Ingestor runs a batch on its own once its messages pass a byte limit (one
+    message of 150 MB does, or 500 with attachments): the report counts those too."""
+    monkeypatch.setattr("mailvault.ingestion.imports.IMPORT_BATCH_BYTES", 1024)
+    write_messages(tmp_path / "m", 12)
+    report = run_import(mailbox, [tmp_path / "m"], allowed_roots=[])
+    assert (report.archived, report.filed, report.duplicates) == (12, 12, 0)
+    assert Message.objects.count() == 12
+    mailbox.refresh_from_db()
+    assert mailbox.last_import_at is not None
+
+
 def test_prepare_workers_leave_a_core_to_the_importer() -> None:
     assert [prepare_workers(cpus) for cpus in (1, 2, 3, 4, 8, 64)] == [1, 1, 2, 3, 3, 3]

@@ -23,7 +23,7 @@ from mailvault.archive.filing import filed_source_refs
 from mailvault.archive.models import Mailbox, Message, Placement
 from mailvault.ingestion.bulk_gc import fewer_collections
 from mailvault.ingestion.pipeline import Ingestor
-from mailvault.ingestion.types import IngestRequest, IngestResult, Target
+from mailvault.ingestion.types import IngestRequest, Target
 from mailvault.sources.files import ImportItem, ImportProblem, estimate_total, iter_items
 from mailvault.sources.files.base import esc
 
@@ -66,6 +66,8 @@ def prepare_workers(cpus: int) -> int:
 # A resume key names the import's path whole up to this length, by a hash beyond it
 # (Placement.source_ref holds 512 characters).
 _MAX_ROOT_IN_REF = 200
+# The Ingestor runs a batch at once when its messages reach this many bytes (memory).
+IMPORT_BATCH_BYTES = 64 << 20
 
 
 def resume_key_prefix(path: Path) -> str:
@@ -138,18 +140,23 @@ def run_import(
                 )
             )
         # The workers prepare this batch while the previous one is recorded.
-        tally(ingestor.submit())
+        ingestor.submit()
+        tally(ingestor)
         pending.clear()
         if progress:
             progress(report.seen, total)
 
-    def tally(results: list[IngestResult]) -> None:
-        for result in results:
+    def tally(ingestor: Ingestor) -> None:
+        """Count the results recorded so far, and let them go. Read from ``results``
+        rather than from what submit() returns: a batch the Ingestor ran on its own
+        (its messages passed IMPORT_BATCH_BYTES in add()) is only there."""
+        for result in ingestor.results:
             report.archived += int(result.stored)
             if result.placements_added:
                 report.filed += 1
             else:
                 report.duplicates += 1
+        ingestor.results.clear()
 
     workers = prepare_workers(os.cpu_count() or 1)
     with (
@@ -162,8 +169,9 @@ def run_import(
             # on R-help (bench/import_cpu.py, alternating), for 30-40 MB more peak RSS.
             index_every=10_000,
             index_interval_s=15.0,
+            max_batch_bytes=IMPORT_BATCH_BYTES,
             workers=workers,
-            keep_results=False,
+            keep_results=True,  # counted and cleared batch by batch (tally)
             index_in_background=True,
             store_in_background=True,
             transaction_seconds=settings.MAILVAULT_IMPORT_COMMIT_MS / 1000,
@@ -180,11 +188,13 @@ def run_import(
                 if len(pending) >= batch_size:
                     flush(ingestor)
                     if should_stop and should_stop():
-                        tally(ingestor.flush())
+                        ingestor.flush()
+                        tally(ingestor)
                         report.problems.append("stopped before the end; run it again to resume")
                         return report
         flush(ingestor)  # batches run across files: 270 monthly MBOX files are not 270 tails
-        tally(ingestor.flush())
+        ingestor.flush()
+        tally(ingestor)
         if progress:  # the last batches were counted after flush() reported
             progress(report.seen, total)
     if report.filed:
