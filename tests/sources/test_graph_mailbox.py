@@ -131,3 +131,37 @@ def test_a_mail_domain_names_its_tenant(graph: GraphClient, m365: EmulatorHandle
     assert tenant_id_for_domain(domain) == m365.tenant_id.lower()
     with pytest.raises(GraphError, match="No Microsoft 365 tenant is known"):
         tenant_id_for_domain("not-a-customer.example")
+
+
+def test_messages_with_attachments_are_fetched_outside_a_batch(
+    graph: GraphClient, m365: EmulatorHandle
+):
+    """A $batch answer carries its bodies base64-encoded in one JSON document: messages
+    that may be big (those with attachments) are fetched one by one, byte-exact."""
+    user_id = _user_with_mailbox(graph)
+    reader = MailboxReader(graph, user_id)
+    inbox = next(f for f in reader.folders(well_known=["inbox"]) if f.well_known == "inbox")
+    link = reader.changes(inbox.id).delta_link
+    plain = b"Subject: plain\r\nMessage-ID: <plain@example.org>\r\n\r\nno attachment\r\n"
+    attached = (
+        b"Subject: attached\r\nMessage-ID: <attached@example.org>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+        b"Content-Type: text/plain\r\n\r\nsee attached\r\n--b\r\n"
+        b'Content-Type: application/pdf\r\nContent-Disposition: attachment; filename="a.pdf"'
+        b"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n"
+    )
+    plain_id, attached_id = _deliver(m365, user_id, plain), _deliver(m365, user_id, attached)
+    gone = _deliver(m365, user_id, attached.replace(b"<attached@", b"<gone@"))
+    refs = reader.changes(inbox.id, link).added
+    flags = {r.id: r.has_attachments for r in refs}
+    assert flags == {plain_id: False, attached_id: True, gone: True}
+    reader.delete(gone, permanently=True)
+    before = (graph.stats.requests, graph.stats.batched)
+    alone = {r.id for r in refs if r.has_attachments}
+    fetched = list(reader.mime_many((r.id for r in refs), alone=alone))
+    assert [mid for mid, _, _ in fetched] == [r.id for r in refs]  # in order
+    by_id = {mid: (raw, why) for mid, raw, why in fetched}
+    assert (by_id[plain_id][0], by_id[attached_id][0]) == (plain, attached)
+    assert by_id[gone][0] is None and "404" in by_id[gone][1]
+    # One $batch holding the plain message, and a plain GET for each of the other two.
+    assert (graph.stats.requests - before[0], graph.stats.batched - before[1]) == (3, 1)

@@ -28,7 +28,7 @@ from mailvault.jobs.registry import process_type
 from mailvault.sources.foldersync.services import PROCESS_TYPE
 from mailvault.sources.graph import GraphClient, GraphError
 from mailvault.sources.graph.discovery import tenant_id_for_domain
-from mailvault.sources.graph.mailbox import MailboxReader, MailFolder
+from mailvault.sources.graph.mailbox import MailboxReader, MailFolder, MessageRef
 from mailvault.sources.models_foldersync import FolderSynchronization, SyncedFolder
 from mailvault.sources.profiles import deletion
 
@@ -157,7 +157,7 @@ class _MailboxSync:
             if place(mailbox, messages[message_id], folder.path, key):
                 self.report.placed += 1
                 self.report.moved_ids.add(message_id)
-        unknown = [r.id for key, r in refs.items() if key not in known]
+        unknown = [r for key, r in refs.items() if key not in known]
         failures = len(self.report.failures)
         for start in range(0, len(unknown), FETCH_CHUNK):
             self.fetched(folder, unknown[start : start + FETCH_CHUNK])
@@ -172,10 +172,11 @@ class _MailboxSync:
         state.updated_at = timezone.now()
         state.save()
 
-    def fetched(self, folder: MailFolder, ids: list[str]) -> None:
+    def fetched(self, folder: MailFolder, refs: list[MessageRef]) -> None:
         mailbox = self.source.mailbox
         got: list[tuple[str, bytes]] = []
-        for mid, raw, why in self.reader.mime_many(ids):
+        alone = {r.id for r in refs if r.has_attachments}
+        for mid, raw, why in self.reader.mime_many((r.id for r in refs), alone=alone):
             if raw is None:
                 self.failure(f"{self.source.user_id} {folder.path}: {why}")
             else:
@@ -266,7 +267,8 @@ def _deletion_candidates(
         if cutoff is not None:
             refs = [r for r in refs if r.received and _received(r.received) < cutoff]
         flagged = {r.id: r.flagged for r in refs}
-        for mid, raw, why in reader.mime_many(r.id for r in refs):
+        alone = {r.id for r in refs if r.has_attachments}
+        for mid, raw, why in reader.mime_many((r.id for r in refs), alone=alone):
             if raw is None:
                 ctx.warning(f"{source.user_id} {folder.path}: kept, not readable: {why}")
                 continue

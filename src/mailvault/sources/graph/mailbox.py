@@ -7,14 +7,15 @@ this module only knows the mail resources (m365-protocol.md §3 "Mail folders",
 "Messages"). Ids are requested as immutable ids so a message moved between folders keeps
 its id. A folder whose delta token expired (``410``) is read again from the start and
 the result says so (``resynced``): the caller reconciles by content hash, so nothing is
-archived twice.
+archived twice. MIME comes twenty messages to a ``$batch``, except messages with
+attachments (``hasAttachments`` in the delta), fetched one by one to bound memory.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -29,7 +30,7 @@ log = logging.getLogger("mailvault.sources.graph")
 
 IMMUTABLE_IDS = 'IdType="ImmutableId"'
 DELTA_PAGE_SIZE = 200
-DELTA_SELECT = "internetMessageId,receivedDateTime,subject,parentFolderId,flag"
+DELTA_SELECT = "internetMessageId,receivedDateTime,subject,parentFolderId,flag,hasAttachments"
 SEARCH_FOLDER = "#microsoft.graph.mailSearchFolder"
 # Well-known folders an archive usually leaves out; the caller decides.
 JUNK_AND_DELETED = ("junkemail", "deleteditems", "recoverableitemsdeletions")
@@ -50,6 +51,9 @@ class MessageRef:
     internet_message_id: str
     received: str
     flagged: bool
+    # Graph's hasAttachments; None when the delta link predates its $select. Those with
+    # attachments may be big: they are fetched outside a $batch (see mime_many).
+    has_attachments: bool | None = None
 
 
 @dataclass
@@ -80,6 +84,9 @@ def _page_changes(
                 internet_message_id=str(item.get("internetMessageId") or ""),
                 received=str(item.get("receivedDateTime") or ""),
                 flagged=isinstance(flag, dict) and flag.get("flagStatus") == "flagged",
+                has_attachments=(
+                    bool(item["hasAttachments"]) if "hasAttachments" in item else None
+                ),
             )
         )
     return changes
@@ -207,16 +214,33 @@ class MailboxReader:
         )
         return response.content
 
-    def mime_many(self, message_ids: Iterable[str]) -> Iterator[tuple[str, bytes | None, str]]:
+    def mime_many(
+        self, message_ids: Iterable[str], *, alone: Container[str] = frozenset()
+    ) -> Iterator[tuple[str, bytes | None, str]]:
         """``(id, bytes, "")`` per message, in order, or ``(id, None, reason)`` when one
         cannot be fetched (gone meanwhile, refused): the run goes on and reports it.
         Twenty at a time in one ``$batch`` (which holds the mailbox's four slots), so
-        memory stays bounded however big the folder."""
+        memory stays bounded however big the folder. The ids in ``alone`` (messages with
+        attachments, which may be big) are fetched one by one: a ``$batch`` answer
+        carries its bodies base64-encoded in one JSON document, so twenty messages of
+        25 MB would be held several times over (the text, the parsed JSON, the bytes)."""
         ids = iter(message_ids)
         while chunk := list(itertools.islice(ids, MAX_BATCH)):
-            yield from self._mime_batch(chunk)
+            batched = [mid for mid in chunk if mid not in alone]
+            answers = {mid: (raw, why) for mid, raw, why in self._mime_batch(batched)}
+            for mid in chunk:
+                raw, why = answers[mid] if mid in answers else self._mime_alone(mid)
+                yield mid, raw, why
+
+    def _mime_alone(self, message_id: str) -> tuple[bytes | None, str]:
+        try:
+            return self.mime(message_id), ""
+        except GraphError as exc:
+            return None, f"Graph GET message {message_id} $value: {exc}"
 
     def _mime_batch(self, chunk: list[str]) -> Iterator[tuple[str, bytes | None, str]]:
+        if not chunk:
+            return
         requests = [
             {
                 "method": "GET",
