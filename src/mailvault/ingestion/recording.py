@@ -62,8 +62,8 @@ class Recorder:
         all, in one transaction (``savepoint``: of its own within an outer one); the
         store's write of the same batch (``storing``) is waited for before it ends."""
         now = timezone.now()
-        # In a grouped transaction without a savepoint of its own (see its module): a
-        # failure here rolls the whole group back.
+        # In a grouped transaction, without a savepoint of its own (savepoint=False; see
+        # ingestion.grouped_transaction): a failure here rolls the whole group back.
         with transaction.atomic(savepoint=savepoint):
             first_of: dict[str, BatchItem] = {}
             for item in items:
