@@ -157,8 +157,7 @@ def test_messages_with_attachments_are_fetched_outside_a_batch(
     assert flags == {plain_id: False, attached_id: True, gone: True}
     reader.delete(gone, permanently=True)
     before = (graph.stats.requests, graph.stats.batched)
-    alone = {r.id for r in refs if r.has_attachments}
-    fetched = list(reader.mime_many((r.id for r in refs), alone=alone))
+    fetched = list(reader.mime_of(refs))
     assert [mid for mid, _, _ in fetched] == [r.id for r in refs]  # in order
     by_id = {mid: (raw, why) for mid, raw, why in fetched}
     assert (by_id[plain_id][0], by_id[attached_id][0]) == (plain, attached)

@@ -175,8 +175,7 @@ class _MailboxSync:
     def fetched(self, folder: MailFolder, refs: list[MessageRef]) -> None:
         mailbox = self.source.mailbox
         got: list[tuple[str, bytes]] = []
-        alone = {r.id for r in refs if r.has_attachments}
-        for mid, raw, why in self.reader.mime_many((r.id for r in refs), alone=alone):
+        for mid, raw, why in self.reader.mime_of(refs):
             if raw is None:
                 self.failure(f"{self.source.user_id} {folder.path}: {why}")
             else:
@@ -267,8 +266,7 @@ def _deletion_candidates(
         if cutoff is not None:
             refs = [r for r in refs if r.received and _received(r.received) < cutoff]
         flagged = {r.id: r.flagged for r in refs}
-        alone = {r.id for r in refs if r.has_attachments}
-        for mid, raw, why in reader.mime_many((r.id for r in refs), alone=alone):
+        for mid, raw, why in reader.mime_of(refs):
             if raw is None:
                 ctx.warning(f"{source.user_id} {folder.path}: kept, not readable: {why}")
                 continue

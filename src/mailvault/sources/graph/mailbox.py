@@ -232,6 +232,11 @@ class MailboxReader:
                 raw, why = answers[mid] if mid in answers else self._mime_alone(mid)
                 yield mid, raw, why
 
+    def mime_of(self, refs: list[MessageRef]) -> Iterator[tuple[str, bytes | None, str]]:
+        """:meth:`mime_many` for messages a delta listed: those with attachments alone."""
+        alone = {r.id for r in refs if r.has_attachments}
+        return self.mime_many((r.id for r in refs), alone=alone)
+
     def _mime_alone(self, message_id: str) -> tuple[bytes | None, str]:
         try:
             return self.mime(message_id), ""

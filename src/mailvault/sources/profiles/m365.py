@@ -213,10 +213,7 @@ class _Reader(threading.Thread):
             count += len(refs)
             flagged = {r.id: r.flagged for r in refs}
             chunk, size = _Chunk(self.source, folder, []), 0
-            with_attachments = {r.id for r in refs if r.has_attachments}
-            for message_id, raw, why in self.reader.mime_many(
-                (r.id for r in refs), alone=with_attachments
-            ):
+            for message_id, raw, why in self.reader.mime_of(refs):
                 if raw is None:
                     chunk.failures.append(f"{self.source.user_id} {folder.path}: {why}")
                     failed = True
