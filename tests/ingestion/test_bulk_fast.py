@@ -354,6 +354,25 @@ def _submit_batches(ingestor: Ingestor, world: World, batches: int, size: int = 
         ingestor.submit()
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_batches_add_runs_on_its_own_are_returned_by_the_next_call(
+    world: World, workers: int
+) -> None:
+    """Past max_batch_bytes add() runs the batch itself; without keep_results its results
+    come back from the next submit() or flush(), none lost and none twice."""
+    returned = []
+    limit = 2 * len(mail(0)) + 10  # add() runs every third message
+    with Ingestor(keep_results=False, max_batch_bytes=limit, workers=workers) as ingestor:
+        for n in range(7):
+            ingestor.add(IngestRequest(mail(n), FILE, targets=[Target(world.ops, "Inbox")]))
+            if n == 4:
+                returned += ingestor.submit()
+        returned += ingestor.flush()
+        assert ingestor.results == []
+    assert sorted(r.message.subject for r in returned) == [f"Report number {n}" for n in range(7)]
+    assert all(r.stored and r.placements_added == 1 for r in returned)
+
+
 def test_grouped_batches_are_indexed_only_once_their_transaction_commits(
     world: World, transactional_db: None
 ) -> None:

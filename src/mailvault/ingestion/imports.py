@@ -23,7 +23,7 @@ from mailvault.archive.filing import filed_source_refs
 from mailvault.archive.models import Mailbox, Message, Placement
 from mailvault.ingestion.bulk_gc import fewer_collections
 from mailvault.ingestion.pipeline import Ingestor
-from mailvault.ingestion.types import IngestRequest, Target
+from mailvault.ingestion.types import IngestRequest, IngestResult, Target
 from mailvault.sources.files import ImportItem, ImportProblem, estimate_total, iter_items
 from mailvault.sources.files.base import esc
 
@@ -140,23 +140,18 @@ def run_import(
                 )
             )
         # The workers prepare this batch while the previous one is recorded.
-        ingestor.submit()
-        tally(ingestor)
+        tally(ingestor.submit())
         pending.clear()
         if progress:
             progress(report.seen, total)
 
-    def tally(ingestor: Ingestor) -> None:
-        """Count the results recorded so far, and let them go. Read from ``results``
-        rather than from what submit() returns: a batch the Ingestor ran on its own
-        (its messages passed IMPORT_BATCH_BYTES in add()) is only there."""
-        for result in ingestor.results:
+    def tally(results: list[IngestResult]) -> None:
+        for result in results:
             report.archived += int(result.stored)
             if result.placements_added:
                 report.filed += 1
             else:
                 report.duplicates += 1
-        ingestor.results.clear()
 
     workers = prepare_workers(os.cpu_count() or 1)
     with (
@@ -171,7 +166,7 @@ def run_import(
             index_interval_s=15.0,
             max_batch_bytes=IMPORT_BATCH_BYTES,
             workers=workers,
-            keep_results=True,  # counted and cleared batch by batch (tally)
+            keep_results=False,
             index_in_background=True,
             store_in_background=True,
             transaction_seconds=settings.MAILVAULT_IMPORT_COMMIT_MS / 1000,
@@ -188,13 +183,11 @@ def run_import(
                 if len(pending) >= batch_size:
                     flush(ingestor)
                     if should_stop and should_stop():
-                        ingestor.flush()
-                        tally(ingestor)
+                        tally(ingestor.flush())
                         report.problems.append("stopped before the end; run it again to resume")
                         return report
         flush(ingestor)  # batches run across files: 270 monthly MBOX files are not 270 tails
-        ingestor.flush()
-        tally(ingestor)
+        tally(ingestor.flush())
         if progress:  # the last batches were counted after flush() reported
             progress(report.seen, total)
     if report.filed:

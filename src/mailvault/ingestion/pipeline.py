@@ -93,7 +93,8 @@ class Ingestor:
         message is searchable at once). ``workers``: processes that parse and prepare
         the stored form in parallel (bulk imports; 0 = all in this process).
         ``keep_results=False``: ``results`` stays empty (a bulk import reads each batch's
-        results from ``flush()``; keeping them all would grow with the import).
+        results from ``flush()``/``submit()``; keeping them all would grow with the
+        import).
         ``index_in_background``: ``commit_index()`` returns while tantivy commits (one
         commit at a time); the last one is waited for at exit (bulk imports).
         ``store_in_background``: a batch is written to the store while it is recorded,
@@ -110,6 +111,9 @@ class Ingestor:
         self._inflight: tuple[list[IngestRequest], PendingBatch | None] | None = None
         self.results: list[IngestResult] = []
         self.keep_results = keep_results
+        # Results of batches add() ran on its own (past batch_size or max_batch_bytes),
+        # for the next flush() or submit() to return when they are not kept in results.
+        self._ran_in_add: list[IngestResult] = []
         self._blob_store: BlobStore | None = None
         self._extractor: Extractor | None = None
         self.index_every = index_every
@@ -192,11 +196,14 @@ class Ingestor:
         self._pending.append(request)
         self._pending_bytes += len(request.raw)
         if len(self._pending) >= self.batch_size or self._pending_bytes >= self.max_batch_bytes:
-            self.flush()
+            ran = self.flush()
+            if not self.keep_results:  # returned by the next flush() or submit() instead
+                self._ran_in_add = ran
 
     def flush(self) -> list[IngestResult]:
-        """Run every request added so far through all the steps; their results."""
-        results: list[IngestResult] = []
+        """Run every request added so far through all the steps; their results (with
+        ``keep_results=False``, also those of batches ``add()`` ran since the last call)."""
+        results, self._ran_in_add = self._ran_in_add, []
         if self._inflight is not None:
             batch, pending = self._inflight
             self._inflight = None
@@ -222,7 +229,9 @@ class Ingestor:
         batch = self._take()
         if batch:  # the workers prepare it while the previous batch is recorded here
             self._inflight = (batch, self._start(batch))
-        results = self._run(*previous) if previous else []
+        results, self._ran_in_add = self._ran_in_add, []
+        if previous:
+            results += self._run(*previous)
         if self.keep_results:
             self.results.extend(results)
         return results
